@@ -1,0 +1,133 @@
+// Argument checks and output allocation shared by the CPU and CUDA implementations of the ops.
+// Every message names the argument at fault, as the Python API calls it.
+#pragma once
+
+#include <torch/csrc/stable/ops.h>
+#include <torch/csrc/stable/tensor.h>
+#include <torch/headeronly/core/ScalarType.h>
+#include <torch/headeronly/util/Exception.h>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include <fusedkd/numeric.hpp>
+#include <fusedkd/reduction.hpp>
+
+namespace fusedkd::binding {
+
+using torch::stable::Tensor;
+using ScalarType = torch::headeronly::ScalarType;
+
+inline const char* dtype_name(ScalarType t) {
+  switch (t) {
+    case ScalarType::Float: return "float32";
+    case ScalarType::Double: return "float64";
+    case ScalarType::Half: return "float16";
+    case ScalarType::BFloat16: return "bfloat16";
+    case ScalarType::Long: return "int64";
+    case ScalarType::Int: return "int32";
+    default: return "a non-floating type";
+  }
+}
+
+inline bool is_logit_dtype(ScalarType t) {
+  return t == ScalarType::Float || t == ScalarType::Double || t == ScalarType::Half || t == ScalarType::BFloat16;
+}
+
+// A logits argument: 2-D [N, C] of a floating dtype.
+inline void check_logits(const Tensor& x, const char* name) {
+  STD_TORCH_CHECK(x.dim() == 2, name, " must be 2-D [N, C], got ", x.dim(), " dimension(s)");
+  STD_TORCH_CHECK(is_logit_dtype(x.scalar_type()), name, " must be float32, float16, bfloat16 or float64, got ",
+                  dtype_name(x.scalar_type()));
+}
+
+// A second logits argument with the same shape and device as the student; float64 only with float64.
+inline void check_pair(const Tensor& student, const Tensor& other, const char* name) {
+  check_logits(other, name);
+  STD_TORCH_CHECK(other.size(0) == student.size(0) && other.size(1) == student.size(1), name, " has shape [",
+                  other.size(0), ", ", other.size(1), "] but student_logits has shape [", student.size(0), ", ",
+                  student.size(1), "]");
+  STD_TORCH_CHECK(other.is_cpu() == student.is_cpu() && other.get_device_index() == student.get_device_index(), name,
+                  " is on a different device than student_logits");
+  const bool s64 = student.scalar_type() == ScalarType::Double, o64 = other.scalar_type() == ScalarType::Double;
+  STD_TORCH_CHECK(s64 == o64, name, " is ", dtype_name(other.scalar_type()), " but student_logits is ",
+                  dtype_name(student.scalar_type()), ": float64 inputs must both be float64");
+}
+
+// Integer labels [N] on the student's device.
+inline void check_target(const Tensor& student, const Tensor& target) {
+  STD_TORCH_CHECK(target.scalar_type() == ScalarType::Long || target.scalar_type() == ScalarType::Int,
+                  "target must hold integer class labels (int64 or int32), got ", dtype_name(target.scalar_type()));
+  STD_TORCH_CHECK(target.dim() == 1 && target.size(0) == student.size(0), "target must have shape [N] = [",
+                  student.size(0), "], got ", target.dim(), "-D with ", target.numel(), " element(s)");
+  STD_TORCH_CHECK(target.is_cpu() == student.is_cpu() && target.get_device_index() == student.get_device_index(),
+                  "target is on a different device than student_logits");
+}
+
+inline void check_temperature(double v, const char* name) {
+  STD_TORCH_CHECK(std::isfinite(v) && v > 0.0, name, " must be a positive finite number, got ", v);
+}
+
+inline void check_finite(double v, const char* name) { STD_TORCH_CHECK(std::isfinite(v), name, " must be finite, got ", v); }
+
+inline void check_min_classes(const Tensor& student, int64_t min_classes) {
+  STD_TORCH_CHECK(student.size(1) >= min_classes, "student_logits must have at least ", min_classes,
+                  " classes (C) for this loss, got C = ", student.size(1));
+}
+
+inline Reduction reduction_from(const std::string& name) {
+  STD_TORCH_CHECK(name == "batchmean" || name == "sum" || name == "none",
+                  "reduction must be 'batchmean', 'sum' or 'none', got '", name, "'");
+  return parse_reduction(name);
+}
+
+// Columns contiguous (the executors take a row stride only); a copy only when they are not.
+inline Tensor with_unit_column_stride(const Tensor& x) {
+  if (x.size(1) <= 1 || x.stride(1) == 1) {
+    if (x.size(0) <= 1 || x.stride(0) >= x.size(1)) return x;
+  }
+  return torch::stable::contiguous(x);
+}
+
+inline Tensor contiguous_1d(const Tensor& x) { return x.numel() <= 1 || x.stride(0) == 1 ? x : torch::stable::contiguous(x); }
+
+inline ScalarType loss_dtype(const Tensor& student) {
+  return student.scalar_type() == ScalarType::Double ? ScalarType::Double : ScalarType::Float;
+}
+
+// The loss output: [N] for reduction "none", a scalar otherwise.
+inline Tensor new_loss(const Tensor& student, Reduction r) {
+  if (r == Reduction::None) return torch::stable::new_empty(student, {student.size(0)}, loss_dtype(student));
+  return torch::stable::new_empty(student, {}, loss_dtype(student));
+}
+
+// A gradient output shaped like `like` ([N, C], its dtype) or an empty [0] tensor.
+inline Tensor new_grad(const Tensor& like, bool compute_grad) {
+  if (!compute_grad) return torch::stable::new_empty(like, {0});
+  return torch::stable::new_empty(like, {like.size(0), like.size(1)});
+}
+
+// Calls f(Tag<TS>{}, Tag<TT>{}) with the fusedkd element types of two logits tensors.
+template <class T> struct Tag { using type = T; };
+
+template <class F> void dispatch_one(ScalarType t, F&& f) {
+  switch (t) {
+    case ScalarType::Float: return f(Tag<float>{});
+    case ScalarType::Double: return f(Tag<double>{});
+    case ScalarType::Half: return f(Tag<half_t>{});
+    case ScalarType::BFloat16: return f(Tag<bfloat16_t>{});
+    default: STD_TORCH_CHECK(false, "unsupported logits dtype ", dtype_name(t));
+  }
+}
+
+template <class F> void dispatch_pair(ScalarType a, ScalarType b, F&& f) {
+  dispatch_one(a, [&](auto ta) { dispatch_one(b, [&](auto tb) { f(ta, tb); }); });
+}
+
+template <class F> void dispatch_label(ScalarType t, F&& f) {
+  if (t == ScalarType::Int) return f(Tag<std::int32_t>{});
+  return f(Tag<std::int64_t>{});
+}
+
+}  // namespace fusedkd::binding

@@ -1,0 +1,23 @@
+// Op schemas of the fusedkd torch library (stable ABI).
+//
+// Every loss op computes the reduced loss and, when compute_grad is true, ∂loss/∂student for
+// an upstream gradient of 1 in the same pass (written in the student's dtype, [N, C]); the
+// Python autograd formula only multiplies it by grad_output. With compute_grad false the grad
+// outputs are empty tensors of shape [0]. `reduction` is "batchmean", "sum" or "none"; the loss
+// is fp32 (fp64 for fp64 inputs): a scalar, or [N] for "none".
+#include <torch/csrc/stable/library.h>
+
+STABLE_TORCH_LIBRARY(fusedkd, m) {
+  m.def("kd(Tensor student, Tensor teacher, float temperature, str reduction, bool compute_grad)"
+        " -> (Tensor loss, Tensor grad_student)");
+  m.def("dkd(Tensor student, Tensor teacher, Tensor target, float alpha, float beta, float temperature,"
+        " str reduction, int ignore_index, bool compute_grad) -> (Tensor loss, Tensor grad_student)");
+  m.def("nkd(Tensor student, Tensor teacher, Tensor target, float temperature, float gamma,"
+        " str reduction, int ignore_index, bool compute_grad) -> (Tensor loss, Tensor grad_student)");
+  m.def("rld(Tensor student, Tensor teacher, Tensor target, float alpha, float beta, float temperature,"
+        " float alpha_temperature, bool logit_standardization, str reduction, int ignore_index,"
+        " bool compute_grad) -> (Tensor loss, Tensor grad_student)");
+  m.def("uskd(Tensor student, Tensor weak, Tensor target, float alpha, float beta, float mu,"
+        " str reduction, int ignore_index, bool compute_grad)"
+        " -> (Tensor loss, Tensor grad_student, Tensor grad_weak)");
+}

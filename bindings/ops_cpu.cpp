@@ -1,0 +1,112 @@
+// CPU implementations of the fusedkd ops: the header-only CPU executor run over row ranges with
+// torch's intra-op thread pool (stable parallel_for). Results do not depend on the thread count:
+// each row is computed by one thread and the row losses are summed in a fixed order.
+#include <torch/csrc/stable/library.h>
+
+#include <algorithm>
+#include <tuple>
+#include <vector>
+
+#include <fusedkd/fusedkd.hpp>
+
+#include "checks.hpp"
+
+namespace fusedkd::binding {
+namespace {
+
+// Rows per task: enough columns per task to amortize the scheduling.
+int64_t grain_rows(int64_t cols) { return std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(cols, 1)); }
+
+template <class A> void write_loss(Tensor& loss, const std::vector<A>& row_loss, Reduction r, int64_t counted) {
+  A* out = static_cast<A*>(loss.data_ptr());
+  if (r == Reduction::None) {
+    std::copy(row_loss.begin(), row_loss.end(), out);
+    return;
+  }
+  out[0] = A(cpu::sum_rows(row_loss.data(), int64_t(row_loss.size())) * double(reduction_scale<A>(r, counted)));
+}
+
+// Runs a row-local Loss policy over the batch; returns (loss, grad_student).
+template <template <class> class Loss, class Params>
+std::tuple<Tensor, Tensor> run_row_local(const Params& params, const Tensor& student_in, const Tensor* teacher_in,
+                                         const Tensor* target_in, int64_t ignore_index, Reduction reduction,
+                                         bool compute_grad) {
+  const Tensor student = with_unit_column_stride(student_in);
+  const Tensor teacher = teacher_in ? with_unit_column_stride(*teacher_in) : student;
+  const int64_t N = student.size(0), C = student.size(1);
+  Tensor loss = new_loss(student, reduction);
+  Tensor grad = new_grad(student, compute_grad);
+
+  dispatch_pair(student.scalar_type(), teacher.scalar_type(), [&](auto ts, auto tt) {
+    using TS = typename decltype(ts)::type;
+    using TT = typename decltype(tt)::type;
+    using A = acc_t<TS>;
+    LogitsView<TS, TT> x{static_cast<const TS*>(student.data_ptr()), student.stride(0),
+                         static_cast<const TT*>(teacher.data_ptr()), teacher.stride(0), N, C};
+    auto run = [&](auto tl, const void* label_ptr) {
+      using TL = typename decltype(tl)::type;
+      LabelsView<TL> labels{static_cast<const TL*>(label_ptr), ignore_index};
+      try {
+        validate_labels(labels, N, C);
+      } catch (const Error& e) {
+        STD_TORCH_CHECK(false, e.what());
+      }
+      const int64_t counted = count_counted_rows(labels, N);
+      std::vector<A> row_loss(static_cast<size_t>(N));
+      RowOutputs<A, TS> out{row_loss.data(), compute_grad ? static_cast<TS*>(grad.data_ptr()) : nullptr, C,
+                            reduction == Reduction::None ? A(1) : reduction_scale<A>(reduction, counted)};
+      torch::stable::parallel_for(0, N, grain_rows(C), [&](int64_t begin, int64_t end) {
+        cpu::run_rows<Loss>(params, x, labels, out, begin, end);
+      });
+      write_loss(loss, row_loss, reduction, counted);
+    };
+    if (target_in) {
+      const Tensor target = contiguous_1d(*target_in);
+      dispatch_label(target.scalar_type(), [&](auto tl) { run(tl, target.data_ptr()); });
+    } else {
+      run(Tag<std::int64_t>{}, nullptr);
+    }
+  });
+  return {loss, grad};
+}
+
+void check_cpu(const Tensor& t, const char* name) {
+  STD_TORCH_CHECK(t.is_cpu(), name, " must be a CPU tensor for the CPU implementation");
+}
+
+std::tuple<Tensor, Tensor> kd_cpu(Tensor student, Tensor teacher, double temperature, std::string reduction,
+                                  bool compute_grad) {
+  check_logits(student, "student_logits");
+  check_pair(student, teacher, "teacher_logits");
+  check_temperature(temperature, "temperature");
+  const Reduction r = reduction_from(reduction);
+  KDParams p;
+  p.temperature = temperature;
+  return run_row_local<KD>(p, student, &teacher, nullptr, -100, r, compute_grad);
+}
+
+std::tuple<Tensor, Tensor> dkd_cpu(Tensor student, Tensor teacher, Tensor target, double alpha, double beta,
+                                   double temperature, std::string reduction, int64_t ignore_index,
+                                   bool compute_grad) {
+  check_logits(student, "student_logits");
+  check_pair(student, teacher, "teacher_logits");
+  check_target(student, target);
+  check_min_classes(student, DKD<float>::min_classes);
+  check_finite(alpha, "alpha");
+  check_finite(beta, "beta");
+  check_temperature(temperature, "temperature");
+  const Reduction r = reduction_from(reduction);
+  DKDParams p;
+  p.alpha = alpha;
+  p.beta = beta;
+  p.temperature = temperature;
+  return run_row_local<DKD>(p, student, &teacher, &target, ignore_index, r, compute_grad);
+}
+
+}  // namespace
+}  // namespace fusedkd::binding
+
+STABLE_TORCH_LIBRARY_IMPL(fusedkd, CPU, m) {
+  m.impl("kd", TORCH_BOX(&fusedkd::binding::kd_cpu));
+  m.impl("dkd", TORCH_BOX(&fusedkd::binding::dkd_cpu));
+}

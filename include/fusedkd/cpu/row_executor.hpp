@@ -1,0 +1,74 @@
+// CPU executor for the row-local losses (KD, DKD, NKD, RLD without standardization):
+// per row, one pass gathers the loss's streaming statistics, then one pass writes ∂ℓ/∂s.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "../batch.hpp"
+#include "../numeric.hpp"
+#include "../reduction.hpp"
+
+namespace fusedkd::cpu {
+
+// Runs Loss on rows [row_begin, row_end). Labels must have been validated (validate_labels).
+template <template <class> class Loss, class Params, class TS, class TT, class TL, class A, class TG>
+void run_rows(const Params& params, const LogitsView<TS, TT>& x, const LabelsView<TL>& labels,
+              const RowOutputs<A, TG>& out, std::int64_t row_begin, std::int64_t row_end) {
+  using L = Loss<A>;
+  const std::int64_t C = x.cols;
+  for (std::int64_t i = row_begin; i < row_end; ++i) {
+    const TS* s = x.student + i * x.student_row_stride;
+    const TT* t = L::uses_teacher ? x.teacher + i * x.teacher_row_stride : nullptr;
+    TG* g = out.grad ? out.grad + i * out.grad_row_stride : nullptr;
+    if (labels.ignored(i)) {
+      if (out.row_loss) out.row_loss[i] = A(0);
+      if (g)
+        for (std::int64_t j = 0; j < C; ++j) g[j] = from_acc<TG>(A(0));
+      continue;
+    }
+    RowInput<A> in;
+    in.y = labels.label(i);
+    if (in.y >= 0) {
+      in.s_y = to_acc(s[in.y]);
+      in.t_y = t ? A(to_acc(t[in.y])) : A(0);
+    }
+    const typename L::Context ctx(params, in);
+    typename L::Stats st;
+    for (std::int64_t j = 0; j < C; ++j) st.push(ctx, j, A(to_acc(s[j])), t ? A(to_acc(t[j])) : A(0));
+    const typename L::Row r = L::finalize(ctx, st);
+    if (out.row_loss) out.row_loss[i] = r.loss;
+    if (g)
+      for (std::int64_t j = 0; j < C; ++j)
+        g[j] = from_acc<TG>(out.grad_scale * L::grad(ctx, r, j, A(to_acc(s[j])), t ? A(to_acc(t[j])) : A(0)));
+  }
+}
+
+// Σ_i row_loss[i] in a fixed order, accumulated in double.
+template <class A> double sum_rows(const A* row_loss, std::int64_t rows) {
+  double total = 0.0;
+  for (std::int64_t i = 0; i < rows; ++i) total += double(row_loss[i]);
+  return total;
+}
+
+// The whole loss on one thread: validates labels, counts rows, runs every row and reduces.
+// Returns the reduced loss (batchmean / sum); for Reduction::None the per-row losses are in
+// out.row_loss and the return value is their sum. out.grad_scale is set from the reduction.
+template <template <class> class Loss, class Params, class TS, class TT, class TL, class A, class TG>
+A run_loss(const Params& params, const LogitsView<TS, TT>& x, const LabelsView<TL>& labels, Reduction reduction,
+           RowOutputs<A, TG> out) {
+  validate(params);
+  validate_shape<Loss<A>>(x);
+  validate_labels(labels, x.rows, x.cols);
+  const std::int64_t counted = count_counted_rows(labels, x.rows);
+  if (reduction != Reduction::None) out.grad_scale = reduction_scale<A>(reduction, counted);
+  std::vector<A> scratch;
+  if (!out.row_loss) {
+    scratch.resize(std::size_t(x.rows));
+    out.row_loss = scratch.data();
+  }
+  run_rows<Loss>(params, x, labels, out, 0, x.rows);
+  return A(sum_rows(out.row_loss, x.rows) * double(reduction_scale<A>(reduction, counted)));
+}
+
+}  // namespace fusedkd::cpu

@@ -1,0 +1,11 @@
+// Umbrella header of the header-only C++ API (CPU executor and the shared loss math).
+#pragma once
+
+#include "batch.hpp"
+#include "cpu/losses.hpp"
+#include "error.hpp"
+#include "losses/dkd.hpp"
+#include "losses/kd.hpp"
+#include "numeric.hpp"
+#include "online_softmax.hpp"
+#include "reduction.hpp"

@@ -1,0 +1,94 @@
+// Decoupled KD (Zhao et al.), as mdistiller's DKD.py computes it: ℓ = α·TCKD + β·NCKD.
+//
+// With u = s/τ, v = t/τ, label y and the non-target softmax q_j = exp(x_j) / Σ_{k≠y} exp(x_k):
+//   b = [p_y, Σ_{j≠y} p_j]                    (binary target / non-target split)
+//   TCKD = τ² Σ_k b_t,k (log b_t,k − log b_s,k)
+//   NCKD = τ² Σ_{j≠y} q_t,j (log q_t,j − log q_s,j)
+//        = τ² [ (1/τ) Σ_{j≠y} q_t,j (t_j − s_j) − lse_nt(v) + lse_nt(u) ]
+//   ∂ℓ/∂s_j = τ [ α (p_s,y − p_t,y)(δ_jy − (1−δ_jy) q_s,j) + β (1−δ_jy)(q_s,j − q_t,j) ]
+// Only the non-target sums are streamed; the full lse follows from lse = logaddexp(lse_nt, x_y),
+// so log(1 − p_y) = lse_nt − lse keeps its precision when p_y → 1.
+#pragma once
+
+#include "../online_softmax.hpp"
+#include "../params.hpp"
+#include "../row.hpp"
+
+namespace fusedkd {
+
+struct DKDParams {
+  double alpha = 1.0;
+  double beta = 8.0;
+  double temperature = 4.0;
+};
+
+inline void validate(const DKDParams& p) {
+  require_temperature(p.temperature, "temperature");
+  require_finite(p.alpha, "alpha");
+  require_finite(p.beta, "beta");
+}
+
+template <class A> struct DKD {
+  static constexpr bool uses_teacher = true;
+  static constexpr bool uses_label = true;
+  static constexpr long long min_classes = 2;  // the non-target part needs a class besides y
+
+  struct Context {
+    A tau, inv_tau, alpha, beta;
+    long long y;
+    A u_y, v_y;  // s_y/τ, t_y/τ
+    FUSEDKD_HD Context(const DKDParams& p, const RowInput<A>& in)
+        : tau(A(p.temperature)),
+          inv_tau(A(1) / A(p.temperature)),
+          alpha(A(p.alpha)),
+          beta(A(p.beta)),
+          y(in.y),
+          u_y(in.s_y * inv_tau),
+          v_y(in.t_y * inv_tau) {}
+  };
+
+  struct Stats {
+    OnlineLSE<A> s_nt;     // lse_nt(s/τ)
+    OnlineLSEDot<A> t_nt;  // lse_nt(t/τ) and the cross sum Σ_{j≠y} exp(v_j − m)(t_j − s_j)
+    FUSEDKD_HD void push(const Context& c, long long j, A sj, A tj) {
+      if (j == c.y) return;
+      s_nt.push(sj * c.inv_tau);
+      t_nt.push(tj * c.inv_tau, tj - sj);
+    }
+    FUSEDKD_HD void merge(const Stats& o) {
+      s_nt.merge(o.s_nt);
+      t_nt.merge(o.t_nt);
+    }
+  };
+
+  struct Row {
+    A loss;
+    A lse_nt_s, lse_nt_t;
+    A target_gap;  // p_s,y − p_t,y
+  };
+
+  FUSEDKD_HD static Row finalize(const Context& c, const Stats& st) {
+    Row r;
+    r.lse_nt_s = st.s_nt.lse();
+    r.lse_nt_t = st.t_nt.lse();
+    const A lse_s = log_add_exp(r.lse_nt_s, c.u_y);
+    const A lse_t = log_add_exp(r.lse_nt_t, c.v_y);
+    const A log_ps_y = c.u_y - lse_s, log_ps_nt = r.lse_nt_s - lse_s;
+    const A log_pt_y = c.v_y - lse_t, log_pt_nt = r.lse_nt_t - lse_t;
+    const A tau2 = c.tau * c.tau;
+    const A tckd = tau2 * (kl_term(log_pt_y, log_ps_y) + kl_term(log_pt_nt, log_ps_nt));
+    const A nckd = tau2 * (st.t_nt.mean_v() * c.inv_tau - r.lse_nt_t + r.lse_nt_s);
+    r.loss = c.alpha * tckd + c.beta * nckd;
+    r.target_gap = exp_(log_ps_y) - exp_(log_pt_y);
+    return r;
+  }
+
+  FUSEDKD_HD static A grad(const Context& c, const Row& r, long long j, A sj, A tj) {
+    if (j == c.y) return c.tau * c.alpha * r.target_gap;
+    const A q_s = exp_(sj * c.inv_tau - r.lse_nt_s);
+    const A q_t = exp_(tj * c.inv_tau - r.lse_nt_t);
+    return c.tau * (c.beta * (q_s - q_t) - c.alpha * r.target_gap * q_s);
+  }
+};
+
+}  // namespace fusedkd

@@ -1,0 +1,61 @@
+// Classic KD (Hinton et al.), as mdistiller's KD.py computes it.
+//
+//   ℓ = τ² Σ_j p_t,j (log p_t,j − log p_s,j),   p = softmax(x / τ)
+//     = τ² [ (1/τ) Σ_j p_t,j (t_j − s_j) − lse(t/τ) + lse(s/τ) ]
+//   ∂ℓ/∂s_j = τ (p_s,j − p_t,j)
+#pragma once
+
+#include "../online_softmax.hpp"
+#include "../params.hpp"
+#include "../row.hpp"
+
+namespace fusedkd {
+
+struct KDParams {
+  double temperature = 4.0;
+};
+
+inline void validate(const KDParams& p) { require_temperature(p.temperature, "temperature"); }
+
+template <class A> struct KD {
+  static constexpr bool uses_teacher = true;
+  static constexpr bool uses_label = false;
+  static constexpr long long min_classes = 1;
+
+  struct Context {
+    A tau, inv_tau;
+    FUSEDKD_HD Context(const KDParams& p, const RowInput<A>&)
+        : tau(A(p.temperature)), inv_tau(A(1) / A(p.temperature)) {}
+  };
+
+  struct Stats {
+    OnlineLSE<A> s;     // lse(s/τ)
+    OnlineLSEDot<A> t;  // lse(t/τ) and Σ_j exp(t_j/τ − m_t) (t_j − s_j)
+    FUSEDKD_HD void push(const Context& c, long long, A sj, A tj) {
+      s.push(sj * c.inv_tau);
+      t.push(tj * c.inv_tau, tj - sj);
+    }
+    FUSEDKD_HD void merge(const Stats& o) {
+      s.merge(o.s);
+      t.merge(o.t);
+    }
+  };
+
+  struct Row {
+    A loss, lse_s, lse_t;
+  };
+
+  FUSEDKD_HD static Row finalize(const Context& c, const Stats& st) {
+    Row r;
+    r.lse_s = st.s.lse();
+    r.lse_t = st.t.lse();
+    r.loss = c.tau * c.tau * (st.t.mean_v() * c.inv_tau - r.lse_t + r.lse_s);
+    return r;
+  }
+
+  FUSEDKD_HD static A grad(const Context& c, const Row& r, long long, A sj, A tj) {
+    return c.tau * (exp_(sj * c.inv_tau - r.lse_s) - exp_(tj * c.inv_tau - r.lse_t));
+  }
+};
+
+}  // namespace fusedkd

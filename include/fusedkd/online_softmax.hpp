@@ -1,0 +1,120 @@
+// Streaming log-sum-exp statistics that merge associatively.
+//
+// Every loss is built from a handful of these per row. Because merge() is associative (and
+// commutative up to rounding), the same state serves a sequential CPU loop, a warp shuffle
+// tree, a block reduction and a reduction across row shards.
+#pragma once
+
+#include "config.hpp"
+#include "numeric.hpp"
+
+namespace fusedkd {
+
+// lse(x) = log Σ_j exp(x_j), kept as (m, z) with m = max_j x_j and z = Σ_j exp(x_j − m).
+template <class A> struct OnlineLSE {
+  A m = neg_inf<A>();
+  A z = A(0);
+
+  FUSEDKD_HD void push(A x) {
+    if (x > m) {
+      z = z * exp_(m - x) + A(1);  // rescale the old sum to the new max; exp(-inf) = 0 at start
+      m = x;
+    } else if (x > neg_inf<A>()) {  // exp(-inf - -inf) would be NaN
+      z += exp_(x - m);
+    }
+  }
+  FUSEDKD_HD void merge(const OnlineLSE& o) {
+    if (o.m > m) {
+      z = z * exp_(m - o.m) + o.z;
+      m = o.m;
+    } else if (o.m > neg_inf<A>()) {
+      z += o.z * exp_(o.m - m);
+    }
+  }
+  FUSEDKD_HD A lse() const { return m + log_(z); }
+};
+
+// lse(x) together with the softmax-weighted sum of a second quantity v:
+//   d = Σ_j exp(x_j − m) v_j,  so that  Σ_j softmax(x)_j v_j = d / z.
+// d is rescaled with z whenever the running max grows.
+template <class A> struct OnlineLSEDot {
+  A m = neg_inf<A>();
+  A z = A(0);
+  A d = A(0);
+
+  FUSEDKD_HD void push(A x, A v) {
+    if (x > m) {
+      const A scale = exp_(m - x);
+      z = z * scale + A(1);
+      d = d * scale + v;
+      m = x;
+    } else if (x > neg_inf<A>()) {
+      const A w = exp_(x - m);
+      z += w;
+      d += w * v;
+    }
+  }
+  FUSEDKD_HD void merge(const OnlineLSEDot& o) {
+    if (o.m > m) {
+      const A scale = exp_(m - o.m);
+      z = z * scale + o.z;
+      d = d * scale + o.d;
+      m = o.m;
+    } else if (o.m > neg_inf<A>()) {
+      const A scale = exp_(o.m - m);
+      z += o.z * scale;
+      d += o.d * scale;
+    }
+  }
+  FUSEDKD_HD A lse() const { return m + log_(z); }
+  FUSEDKD_HD A mean_v() const { return d / z; }  // Σ softmax(x)_j v_j
+};
+
+// lse(x) with the arg-max element split off: m = max x (first index on ties),
+// rest = Σ_{j ≠ argmax} exp(x_j − m). Gives log Σ_{j≠argmax} exp(x_j) = m + log(rest) without
+// the cancellation of log(z − 1) when the max dominates.
+template <class A> struct OnlineTopLSE {
+  A m = neg_inf<A>();
+  A rest = A(0);
+  long long arg = -1;
+
+  FUSEDKD_HD void push(A x, long long j) {
+    if (x > m) {
+      rest = (arg < 0) ? A(0) : (rest + A(1)) * exp_(m - x);  // the old max joins the rest
+      m = x;
+      arg = j;
+    } else {
+      rest += exp_(x - m);
+    }
+  }
+  // Merge with a state over other indices; ties go to the lower index.
+  FUSEDKD_HD void merge(const OnlineTopLSE& o) {
+    if (o.arg < 0) return;
+    if (arg < 0) { *this = o; return; }
+    const bool take_other = o.m > m || (o.m == m && o.arg < arg);
+    if (take_other) {
+      rest = o.rest + (rest + A(1)) * exp_(m - o.m);
+      m = o.m;
+      arg = o.arg;
+    } else {
+      rest += (o.rest + A(1)) * exp_(o.m - m);
+    }
+  }
+  FUSEDKD_HD A lse() const { return m + log_(A(1) + rest); }
+  FUSEDKD_HD A lse_rest() const { return m + log_(rest); }  // -inf when only one element
+};
+
+// log(exp(a) + exp(b)), exact when either is -inf.
+template <class A> FUSEDKD_HD_INLINE A log_add_exp(A a, A b) {
+  const A hi = a > b ? a : b;
+  const A lo = a > b ? b : a;
+  if (lo == neg_inf<A>()) return hi;
+  return hi + log_(A(1) + exp_(lo - hi));
+}
+
+// x · log(x / y) given log x and log y, with 0 · log 0 = 0 (the convention of kl_div / xlogy).
+template <class A> FUSEDKD_HD_INLINE A kl_term(A log_x, A log_y) {
+  return log_x == neg_inf<A>() ? A(0) : exp_(log_x) * (log_x - log_y);
+}
+
+}  // namespace fusedkd

@@ -1,0 +1,89 @@
+"""Loads the compiled op library and registers what torch needs around it in Python:
+fake (meta) kernels for torch.compile / opcheck, and autograd formulas.
+
+The C++ ops compute the loss and ∂loss/∂student in one pass (for an upstream gradient of 1);
+backward only scales that saved gradient by grad_output. The teacher receives no gradient.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import torch
+
+_here = os.path.dirname(os.path.abspath(__file__))
+
+
+def _find_library() -> str:
+    candidates = sorted(glob.glob(os.path.join(_here, "_C*.so")))
+    if not candidates:
+        raise ImportError(
+            f"fusedkd: the compiled op library (_C.so) was not found in {_here}; "
+            "install the package with `pip install --no-build-isolation .`"
+        )
+    return candidates[0]
+
+
+torch.ops.load_library(_find_library())
+ops = torch.ops.fusedkd
+
+HAS_CUDA_KERNELS = torch._C._dispatch_has_kernel_for_dispatch_key("fusedkd::kd", "CUDA")
+
+# ----------------------------------------------------------------------------- fake kernels
+
+
+def _fake_loss(student: torch.Tensor, reduction: str) -> torch.Tensor:
+    dtype = torch.float64 if student.dtype == torch.float64 else torch.float32
+    shape = (student.shape[0],) if reduction == "none" else ()
+    return student.new_empty(shape, dtype=dtype)
+
+
+def _fake_grad(like: torch.Tensor, compute_grad: bool) -> torch.Tensor:
+    return like.new_empty(like.shape if compute_grad else (0,), dtype=like.dtype)
+
+
+@torch.library.register_fake("fusedkd::kd")
+def _(student, teacher, temperature, reduction, compute_grad):
+    return _fake_loss(student, reduction), _fake_grad(student, compute_grad)
+
+
+@torch.library.register_fake("fusedkd::dkd")
+def _(student, teacher, target, alpha, beta, temperature, reduction, ignore_index, compute_grad):
+    return _fake_loss(student, reduction), _fake_grad(student, compute_grad)
+
+
+# ----------------------------------------------------------------------------- autograd
+
+
+def _scale(grad: torch.Tensor, grad_output: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "none":
+        return grad * grad_output.unsqueeze(1).to(grad.dtype)
+    return grad * grad_output.to(grad.dtype)
+
+
+def _make_autograd(op_name: str, reduction_pos: int, compute_grad_pos: int, n_inputs: int, n_grads: int):
+    """Autograd for an op whose outputs are (loss, grad_0, ..., grad_{n_grads-1}) and whose
+    first n_grads inputs are the differentiable logits."""
+
+    def setup_context(ctx, inputs, output):
+        ctx.reduction = inputs[reduction_pos]
+        ctx.has_grad = inputs[compute_grad_pos]
+        ctx.save_for_backward(*output[1 : 1 + n_grads])
+
+    def backward(ctx, grad_loss, *unused):
+        if not ctx.has_grad:
+            raise RuntimeError(
+                f"fusedkd::{op_name} was called with compute_grad=False; call it through the fusedkd "
+                "functional API (which sets compute_grad when an input requires grad)"
+            )
+        grads = [_scale(g, grad_loss, ctx.reduction) for g in ctx.saved_tensors]
+        return tuple(grads) + (None,) * (n_inputs - n_grads)
+
+    torch.library.register_autograd(f"fusedkd::{op_name}", backward, setup_context=setup_context)
+
+
+# kd(student, teacher, temperature, reduction, compute_grad)
+_make_autograd("kd", reduction_pos=3, compute_grad_pos=4, n_inputs=5, n_grads=1)
+# dkd(student, teacher, target, alpha, beta, temperature, reduction, ignore_index, compute_grad)
+_make_autograd("dkd", reduction_pos=6, compute_grad_pos=8, n_inputs=9, n_grads=1)

@@ -1,0 +1,82 @@
+"""Functional API: fused knowledge-distillation losses with their gradients.
+
+Every function takes logits ``[N, C]`` (float32, float16, bfloat16 or float64; fp32
+accumulation for the half types), returns the loss in float32 (float64 for float64 inputs) and
+has the defaults of the authors' reference code (see ``docs/math.md``). Reductions:
+
+* ``"batchmean"`` — Σ_i ℓ_i / N, N counting rows whose label is not ``ignore_index``
+  (0 when no row counts: an empty batch or every row ignored);
+* ``"sum"`` — Σ_i ℓ_i;
+* ``"none"`` — ℓ_i per row, 0 for ignored rows.
+
+Gradients flow to the student logits only; the teacher is a constant, as in every reference.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._ops import ops
+
+__all__ = ["kd_loss", "dkd_loss"]
+
+_REDUCTIONS = ("batchmean", "sum", "none")
+
+
+def _reduction(reduction: str) -> str:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    return reduction
+
+
+def _tensor(x, name: str) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    return x
+
+
+def _needs_grad(*xs: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and any(x.requires_grad for x in xs)
+
+
+def _hard_labels(target: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
+    """Integer labels [N]; a soft-label matrix [N, C] (mixup/cutmix) becomes its argmax."""
+    target = _tensor(target, "target")
+    if target.dim() == 2 and target.is_floating_point():
+        if target.shape != student.shape:
+            raise ValueError(f"target as soft labels must have shape {tuple(student.shape)}, got {tuple(target.shape)}")
+        return target.argmax(dim=1)
+    return target
+
+
+def kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float = 4.0,
+    reduction: str = "batchmean",
+) -> torch.Tensor:
+    """Hinton KD: ``τ² · KL(softmax(t/τ) ‖ softmax(s/τ))`` per row (mdistiller ``kd_loss``)."""
+    s = _tensor(student_logits, "student_logits")
+    t = _tensor(teacher_logits, "teacher_logits").detach()
+    loss, _ = ops.kd(s, t, float(temperature), _reduction(reduction), _needs_grad(s))
+    return loss
+
+
+def dkd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    target: torch.Tensor,
+    alpha: float = 1.0,
+    beta: float = 8.0,
+    temperature: float = 4.0,
+    reduction: str = "batchmean",
+    ignore_index: int = -100,
+) -> torch.Tensor:
+    """Decoupled KD: ``α·TCKD + β·NCKD`` (mdistiller ``dkd_loss``; CIFAR defaults)."""
+    s = _tensor(student_logits, "student_logits")
+    t = _tensor(teacher_logits, "teacher_logits").detach()
+    y = _tensor(target, "target")
+    loss, _ = ops.dkd(
+        s, t, y, float(alpha), float(beta), float(temperature), _reduction(reduction), int(ignore_index), _needs_grad(s)
+    )
+    return loss
