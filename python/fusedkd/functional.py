@@ -35,6 +35,12 @@ def _tensor(x, name: str) -> torch.Tensor:
     return x
 
 
+def _on_student_device(student: torch.Tensor, x: torch.Tensor, name: str) -> torch.Tensor:
+    if x.device != student.device:
+        raise ValueError(f"{name} is on a different device than student_logits ({x.device} vs {student.device})")
+    return x
+
+
 def _needs_grad(*xs: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and any(x.requires_grad for x in xs)
 
@@ -57,7 +63,7 @@ def kd_loss(
 ) -> torch.Tensor:
     """Hinton KD: ``τ² · KL(softmax(t/τ) ‖ softmax(s/τ))`` per row (mdistiller ``kd_loss``)."""
     s = _tensor(student_logits, "student_logits")
-    t = _tensor(teacher_logits, "teacher_logits").detach()
+    t = _on_student_device(s, _tensor(teacher_logits, "teacher_logits"), "teacher_logits").detach()
     loss, _ = ops.kd(s, t, float(temperature), _reduction(reduction), _needs_grad(s))
     return loss
 
@@ -74,8 +80,8 @@ def dkd_loss(
 ) -> torch.Tensor:
     """Decoupled KD: ``α·TCKD + β·NCKD`` (mdistiller ``dkd_loss``; CIFAR defaults)."""
     s = _tensor(student_logits, "student_logits")
-    t = _tensor(teacher_logits, "teacher_logits").detach()
-    y = _tensor(target, "target")
+    t = _on_student_device(s, _tensor(teacher_logits, "teacher_logits"), "teacher_logits").detach()
+    y = _on_student_device(s, _tensor(target, "target"), "target")
     loss, _ = ops.dkd(
         s, t, y, float(alpha), float(beta), float(temperature), _reduction(reduction), int(ignore_index), _needs_grad(s)
     )

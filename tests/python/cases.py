@@ -1,0 +1,79 @@
+"""One description per loss, so every generic test runs over every loss.
+
+A case knows how to build inputs, how to call the fused function and the reference with the
+same arguments, and which positional inputs are differentiable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import torch
+
+import fusedkd
+from fusedkd import reference
+
+# Tolerances per input dtype, for values and gradients, relative to the float64 reference:
+#   float64: 1e-10 (rel) — same math, different summation order;
+#   float32: 1e-5 rel / 1e-6 abs — fp32 accumulation in both;
+#   float16 / bfloat16: the reference runs in float64 on the *rounded* inputs, so only fp32
+#   accumulation and the rounding of the written gradient (2^-11 / 2^-8 relative) remain.
+TOL = {
+    torch.float64: dict(rtol=1e-10, atol=1e-12),
+    torch.float32: dict(rtol=1e-5, atol=1e-6),
+    torch.float16: dict(rtol=2e-3, atol=1e-5),
+    torch.bfloat16: dict(rtol=1.6e-2, atol=1e-4),
+}
+
+
+@dataclasses.dataclass
+class Case:
+    name: str
+    fused: Callable
+    ref: Callable
+    has_teacher: bool = True
+    has_target: bool = True
+    kwargs: dict = dataclasses.field(default_factory=dict)
+    n_diff: int = 1  # leading logits inputs that receive a gradient
+    min_classes: int = 2
+
+    def inputs(self, N, C, dtype=torch.float32, device="cpu", scale=3.0, seed=0, requires_grad=True):
+        g = torch.Generator().manual_seed(seed)
+        s = (torch.randn(N, C, generator=g, dtype=torch.float64) * scale).to(dtype).to(device)
+        second = (torch.randn(N, C, generator=g, dtype=torch.float64) * scale).to(dtype).to(device)
+        y = torch.randint(0, C, (N,), generator=g).to(device)
+        s.requires_grad_(requires_grad)
+        if self.n_diff > 1:
+            second.requires_grad_(requires_grad)
+        args = [s, second]
+        if self.has_target:
+            args.append(y)
+        return args
+
+    def call(self, fn, args, **kw):
+        return fn(*args, **{**self.kwargs, **kw})
+
+
+CASES = [
+    Case("kd", fusedkd.kd_loss, reference.kd_loss, has_target=False, min_classes=1),
+    Case("kd_t1", fusedkd.kd_loss, reference.kd_loss, has_target=False, kwargs=dict(temperature=1.0), min_classes=1),
+    Case("dkd", fusedkd.dkd_loss, reference.dkd_loss),
+    Case("dkd_imagenet", fusedkd.dkd_loss, reference.dkd_loss, kwargs=dict(beta=0.5, temperature=1.0)),
+]
+
+_optional = [
+    ("nkd", "nkd_loss", {}, dict()),
+    ("nkd_t4", "nkd_loss", dict(temperature=4.0, gamma=1.0), dict()),
+    ("rld", "rld_loss", {}, dict()),
+    ("rld_std", "rld_loss", dict(logit_standardization=True, temperature=2.0), dict()),
+    ("uskd", "uskd_loss", {}, dict(n_diff=2)),
+]
+for _name, _fn, _kw, _extra in _optional:
+    if hasattr(fusedkd, _fn) and hasattr(reference, _fn):
+        CASES.append(Case(_name, getattr(fusedkd, _fn), getattr(reference, _fn), kwargs=_kw, **_extra))
+
+CASE_IDS = [c.name for c in CASES]
+LABELLED = [c for c in CASES if c.has_target]
+WITH_TEMPERATURE = [c for c in CASES if not c.name.startswith("uskd")]  # USKD has no temperature
+WITH_MODULE = [c for c in CASES if not c.name.startswith("uskd")]  # USKDLoss owns a linear layer

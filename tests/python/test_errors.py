@@ -1,0 +1,100 @@
+"""Bad input gets a clear error naming the argument."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import fusedkd
+from cases import CASE_IDS, CASES, LABELLED, WITH_TEMPERATURE
+
+
+def _raises(match, fn, *a, **k):
+    with pytest.raises((RuntimeError, ValueError, TypeError), match=match):
+        fn(*a, **k)
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_mismatched_shapes(case):
+    args = case.inputs(4, 6)
+    args[1] = args[1][:, :5].detach()
+    _raises(r"(teacher_logits|weak_logits) has shape \[4, 5\] but student_logits has shape \[4, 6\]", case.call,
+            case.fused, args)
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_not_two_dimensional(case):
+    args = case.inputs(4, 6)
+    args[0] = args[0].detach().reshape(4, 2, 3)
+    _raises(r"student_logits must be 2-D", case.call, case.fused, args)
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_integer_logits(case):
+    args = case.inputs(4, 6, requires_grad=False)
+    args[0] = torch.zeros(4, 6, dtype=torch.int64)
+    _raises(r"student_logits must be float32, float16, bfloat16 or float64, got int64", case.call, case.fused, args)
+
+
+@pytest.mark.parametrize("case", WITH_TEMPERATURE, ids=[c.name for c in WITH_TEMPERATURE])
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("inf"), float("nan")])
+def test_non_positive_or_non_finite_temperature(case, bad):
+    key = "temperature"
+    _raises(rf"{key} must be a positive finite number", case.call, case.fused, case.inputs(3, 5), **{key: bad})
+
+
+@pytest.mark.parametrize("case", LABELLED, ids=[c.name for c in LABELLED])
+@pytest.mark.parametrize("label", [6, -2])
+def test_label_out_of_range(case, label):
+    args = case.inputs(4, 6)
+    y = args[-1].clone()
+    y[2] = label
+    args[-1] = y
+    _raises(rf"target: label {label} at row 2 is out of range \[0, 6\)", case.call, case.fused, args)
+
+
+@pytest.mark.parametrize("case", LABELLED, ids=[c.name for c in LABELLED])
+def test_target_shape_and_dtype(case):
+    args = case.inputs(4, 6)
+    args[-1] = args[-1][:3]
+    _raises(r"target must have shape \[N\] = \[4\]", case.call, case.fused, args)
+    args = case.inputs(4, 6)
+    args[-1] = args[-1].to(torch.float32)
+    _raises(r"target must hold integer class labels", case.call, case.fused, args)
+
+
+@pytest.mark.parametrize("case", LABELLED, ids=[c.name for c in LABELLED])
+def test_one_class_is_an_error_for_non_target_losses(case):
+    args = case.inputs(3, 1)
+    _raises(r"at least 2 classes", case.call, case.fused, args)
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_bad_reduction(case):
+    _raises(r"reduction must be", case.call, case.fused, case.inputs(3, 5), reduction="mean_of_means")
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_float64_mixed_with_float32(case):
+    args = case.inputs(3, 5, dtype=torch.float64)
+    args[1] = args[1].detach().float()
+    _raises(r"float64 inputs must both be float64", case.call, case.fused, args)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device to put one input on it")
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_different_devices(case):
+    args = case.inputs(3, 5)
+    args[1] = args[1].detach().cuda()
+    _raises(r"is on a different device than student_logits", case.call, case.fused, args)
+
+
+def test_different_devices_via_meta():
+    # Without a GPU, a meta tensor stands in for "another device".
+    s = torch.randn(3, 5)
+    t = torch.randn(3, 5, device="meta")
+    _raises(r"teacher_logits is on a different device than student_logits|different device", fusedkd.kd_loss, s, t)
+
+
+def test_non_tensor_argument():
+    _raises(r"teacher_logits must be a torch.Tensor", fusedkd.kd_loss, torch.randn(2, 3), [[1.0, 2.0, 3.0]] * 2)
