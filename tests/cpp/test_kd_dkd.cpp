@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <ostream>
+#include <string>
 #include <random>
 #include <vector>
 
@@ -75,6 +77,10 @@ struct Case {
   double scale, tau;
 };
 
+std::ostream& operator<<(std::ostream& os, const Case& c) {
+  return os << "C" << c.C << "_scale" << c.scale << "_tau" << c.tau;
+}
+
 class KDValues : public ::testing::TestWithParam<Case> {};
 
 // float64 executor: 1e-9 relative to the naive float64 loss; float32: 1e-4 relative plus an
@@ -107,7 +113,8 @@ TEST_P(KDValues, DKDMatchesNaiveFloat64) {
 INSTANTIATE_TEST_SUITE_P(Grid, KDValues,
                          ::testing::Values(Case{1, 1, 4}, Case{2, 1, 4}, Case{10, 3, 0.5}, Case{100, 1, 1},
                                            Case{1000, 5, 4}, Case{4097, 2, 16}, Case{50000, 1, 4},
-                                           Case{7, 1e4, 4}, Case{100, 1e4, 0.5}, Case{1000, 1e4, 16}));
+                                           Case{7, 1e4, 4}, Case{100, 1e4, 0.5}, Case{1000, 1e4, 16}),
+                         [](const auto& info) { return "case" + std::to_string(info.index); });
 
 // Central differences in float64: h = 1e-5, agreement to 1e-6 (abs) + 1e-5 (rel).
 template <class F> void check_gradient(Batch b, F loss_and_grad) {
