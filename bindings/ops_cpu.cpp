@@ -26,9 +26,19 @@ template <class A> void write_loss(Tensor& loss, const std::vector<A>& row_loss,
   out[0] = A(cpu::sum_rows(row_loss.data(), int64_t(row_loss.size())) * double(reduction_scale<A>(r, counted)));
 }
 
-// Runs a row-local Loss policy over the batch; returns (loss, grad_student).
-template <template <class> class Loss, class Params>
-std::tuple<Tensor, Tensor> run_row_local(const Params& params, const Tensor& student_in, const Tensor* teacher_in,
+// The row loop of a row-local Loss policy, as a callable.
+template <template <class> class Loss> struct RowLocal {
+  template <class... Args> void operator()(const Args&... args) const { cpu::run_rows<Loss>(args...); }
+};
+
+struct RLDRows {
+  template <class... Args> void operator()(const Args&... args) const { cpu::rld_rows(args...); }
+};
+
+// Runs the rows of a loss whose rows are independent (rows(params, x, labels, out, begin, end)
+// over row ranges in parallel); returns (loss, grad_student).
+template <class Rows, class Params>
+std::tuple<Tensor, Tensor> run_row_local(Rows rows, const Params& params, const Tensor& student_in, const Tensor* teacher_in,
                                          const Tensor* target_in, int64_t ignore_index, Reduction reduction,
                                          bool compute_grad) {
   const Tensor student = with_unit_column_stride(student_in);
@@ -56,7 +66,7 @@ std::tuple<Tensor, Tensor> run_row_local(const Params& params, const Tensor& stu
       RowOutputs<A, TS> out{row_loss.data(), compute_grad ? static_cast<TS*>(grad.data_ptr()) : nullptr, C,
                             reduction == Reduction::None ? A(1) : reduction_scale<A>(reduction, counted)};
       torch::stable::parallel_for(0, N, grain_rows(C), [&](int64_t begin, int64_t end) {
-        cpu::run_rows<Loss>(params, x, labels, out, begin, end);
+        rows(params, x, labels, out, begin, end);
       });
       write_loss(loss, row_loss, reduction, counted);
     };
@@ -70,10 +80,6 @@ std::tuple<Tensor, Tensor> run_row_local(const Params& params, const Tensor& stu
   return {loss, grad};
 }
 
-void check_cpu(const Tensor& t, const char* name) {
-  STD_TORCH_CHECK(t.is_cpu(), name, " must be a CPU tensor for the CPU implementation");
-}
-
 std::tuple<Tensor, Tensor> kd_cpu(Tensor student, Tensor teacher, double temperature, std::string reduction,
                                   bool compute_grad) {
   check_logits(student, "student_logits");
@@ -82,7 +88,7 @@ std::tuple<Tensor, Tensor> kd_cpu(Tensor student, Tensor teacher, double tempera
   const Reduction r = reduction_from(reduction);
   KDParams p;
   p.temperature = temperature;
-  return run_row_local<KD>(p, student, &teacher, nullptr, -100, r, compute_grad);
+  return run_row_local(RowLocal<KD>{}, p, student, &teacher, nullptr, -100, r, compute_grad);
 }
 
 std::tuple<Tensor, Tensor> dkd_cpu(Tensor student, Tensor teacher, Tensor target, double alpha, double beta,
@@ -100,7 +106,109 @@ std::tuple<Tensor, Tensor> dkd_cpu(Tensor student, Tensor teacher, Tensor target
   p.alpha = alpha;
   p.beta = beta;
   p.temperature = temperature;
-  return run_row_local<DKD>(p, student, &teacher, &target, ignore_index, r, compute_grad);
+  return run_row_local(RowLocal<DKD>{}, p, student, &teacher, &target, ignore_index, r, compute_grad);
+}
+
+std::tuple<Tensor, Tensor> nkd_cpu(Tensor student, Tensor teacher, Tensor target, double temperature, double gamma,
+                                   std::string reduction, int64_t ignore_index, bool compute_grad) {
+  check_logits(student, "student_logits");
+  check_pair(student, teacher, "teacher_logits");
+  check_target(student, target);
+  check_min_classes(student, NKD<float>::min_classes);
+  check_temperature(temperature, "temperature");
+  check_finite(gamma, "gamma");
+  const Reduction r = reduction_from(reduction);
+  NKDParams p;
+  p.temperature = temperature;
+  p.gamma = gamma;
+  return run_row_local(RowLocal<NKD>{}, p, student, &teacher, &target, ignore_index, r, compute_grad);
+}
+
+std::tuple<Tensor, Tensor> rld_cpu(Tensor student, Tensor teacher, Tensor target, double alpha, double beta,
+                                   double temperature, double alpha_temperature, bool logit_standardization,
+                                   std::string reduction, int64_t ignore_index, bool compute_grad) {
+  check_logits(student, "student_logits");
+  check_pair(student, teacher, "teacher_logits");
+  check_target(student, target);
+  check_min_classes(student, RLD<float>::min_classes);
+  check_finite(alpha, "alpha");
+  check_finite(beta, "beta");
+  check_temperature(temperature, "temperature");
+  check_temperature(alpha_temperature, "alpha_temperature");
+  const Reduction r = reduction_from(reduction);
+  RLDParams p;
+  p.alpha = alpha;
+  p.beta = beta;
+  p.temperature = temperature;
+  p.alpha_temperature = alpha_temperature;
+  p.logit_standardization = logit_standardization;
+  return run_row_local(RLDRows{}, p, student, &teacher, &target, ignore_index, r, compute_grad);
+}
+
+// USKD: pass 1 (row statistics) in parallel, the batch mean of u, pass 2 (ranking, loss and both
+// gradients) in parallel.
+std::tuple<Tensor, Tensor, Tensor> uskd_cpu(Tensor student_in, Tensor weak_in, Tensor target_in, double alpha,
+                                            double beta, double mu, std::string reduction, int64_t ignore_index,
+                                            bool compute_grad) {
+  check_logits(student_in, "student_logits");
+  check_pair(student_in, weak_in, "weak_logits");
+  check_target(student_in, target_in);
+  check_min_classes(student_in, 2);
+  check_finite(alpha, "alpha");
+  check_finite(beta, "beta");
+  check_finite(mu, "mu");
+  const Reduction reduction_kind = reduction_from(reduction);
+  USKDParams p;
+  p.alpha = alpha;
+  p.beta = beta;
+  p.mu = mu;
+  const Tensor student = with_unit_column_stride(student_in);
+  const Tensor weak = with_unit_column_stride(weak_in);
+  const Tensor target = contiguous_1d(target_in);
+  const int64_t N = student.size(0), C = student.size(1);
+  Tensor loss = new_loss(student, reduction_kind);
+  Tensor grad_s = new_grad(student, compute_grad);
+  Tensor grad_w = new_grad(weak, compute_grad);
+  STD_TORCH_CHECK(weak.scalar_type() == student.scalar_type(),
+                  "weak_logits must have the dtype of student_logits (", dtype_name(student.scalar_type()), "), got ",
+                  dtype_name(weak.scalar_type()));
+
+  dispatch_one(student.scalar_type(), [&](auto ts) {
+    using TS = typename decltype(ts)::type;
+    using A = acc_t<TS>;
+    cpu::StudentWeakView<TS, TS> x{static_cast<const TS*>(student.data_ptr()), student.stride(0),
+                                   static_cast<const TS*>(weak.data_ptr()), weak.stride(0), N, C};
+    dispatch_label(target.scalar_type(), [&](auto tl) {
+      using TL = typename decltype(tl)::type;
+      LabelsView<TL> labels{static_cast<const TL*>(target.data_ptr()), ignore_index};
+      try {
+        validate_labels(labels, N, C);
+      } catch (const Error& e) {
+        STD_TORCH_CHECK(false, e.what());
+      }
+      const int64_t counted = count_counted_rows(labels, N);
+      std::vector<A> row_loss(static_cast<size_t>(N));
+      std::vector<USKDRowStats<A>> stats(static_cast<size_t>(N));
+      cpu::USKDOutputs<A, TS> out;
+      out.row_loss = row_loss.data();
+      if (compute_grad) {
+        out.grad_student = static_cast<TS*>(grad_s.data_ptr());
+        out.grad_student_row_stride = C;
+        out.grad_weak = static_cast<TS*>(grad_w.data_ptr());
+        out.grad_weak_row_stride = C;
+      }
+      out.grad_scale = reduction_kind == Reduction::None ? A(1) : reduction_scale<A>(reduction_kind, counted);
+      torch::stable::parallel_for(0, N, grain_rows(C), [&](int64_t begin, int64_t end) {
+        cpu::uskd_stats_rows(p, x, labels, stats.data(), begin, end);
+      });
+      const A mean_u = cpu::uskd_mean_u(stats.data(), labels, N);
+      torch::stable::parallel_for(0, N, grain_rows(C), [&](int64_t begin, int64_t end) {
+        cpu::uskd_rows(p, x, labels, stats.data(), mean_u, out, begin, end);
+      });
+      write_loss(loss, row_loss, reduction_kind, counted);
+    });
+  });
+  return {loss, grad_s, grad_w};
 }
 
 }  // namespace
@@ -109,4 +217,7 @@ std::tuple<Tensor, Tensor> dkd_cpu(Tensor student, Tensor teacher, Tensor target
 STABLE_TORCH_LIBRARY_IMPL(fusedkd, CPU, m) {
   m.impl("kd", TORCH_BOX(&fusedkd::binding::kd_cpu));
   m.impl("dkd", TORCH_BOX(&fusedkd::binding::dkd_cpu));
+  m.impl("nkd", TORCH_BOX(&fusedkd::binding::nkd_cpu));
+  m.impl("rld", TORCH_BOX(&fusedkd::binding::rld_cpu));
+  m.impl("uskd", TORCH_BOX(&fusedkd::binding::uskd_cpu));
 }

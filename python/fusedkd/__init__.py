@@ -8,9 +8,12 @@
 
 from . import reference
 from ._ops import HAS_CUDA_KERNELS, ops
-from .functional import dkd_loss, kd_loss
-from .modules import DKDLoss, KDLoss
+from .functional import dkd_loss, kd_loss, nkd_loss, rld_loss, uskd_loss
+from .modules import DKDLoss, KDLoss, NKDLoss, RLDLoss, USKDLoss
 
 __version__ = "0.1.0"
 
-__all__ = ["kd_loss", "dkd_loss", "KDLoss", "DKDLoss", "reference", "ops", "HAS_CUDA_KERNELS", "__version__"]
+__all__ = [
+    "kd_loss", "dkd_loss", "nkd_loss", "uskd_loss", "rld_loss",
+    "KDLoss", "DKDLoss", "NKDLoss", "USKDLoss", "RLDLoss",
+    "reference", "ops", "HAS_CUDA_KERNELS", "__version__"]

@@ -87,3 +87,28 @@ def _make_autograd(op_name: str, reduction_pos: int, compute_grad_pos: int, n_in
 _make_autograd("kd", reduction_pos=3, compute_grad_pos=4, n_inputs=5, n_grads=1)
 # dkd(student, teacher, target, alpha, beta, temperature, reduction, ignore_index, compute_grad)
 _make_autograd("dkd", reduction_pos=6, compute_grad_pos=8, n_inputs=9, n_grads=1)
+
+
+@torch.library.register_fake("fusedkd::nkd")
+def _(student, teacher, target, temperature, gamma, reduction, ignore_index, compute_grad):
+    return _fake_loss(student, reduction), _fake_grad(student, compute_grad)
+
+
+@torch.library.register_fake("fusedkd::rld")
+def _(student, teacher, target, alpha, beta, temperature, alpha_temperature, logit_standardization, reduction,
+      ignore_index, compute_grad):
+    return _fake_loss(student, reduction), _fake_grad(student, compute_grad)
+
+
+@torch.library.register_fake("fusedkd::uskd")
+def _(student, weak, target, alpha, beta, mu, reduction, ignore_index, compute_grad):
+    return _fake_loss(student, reduction), _fake_grad(student, compute_grad), _fake_grad(weak, compute_grad)
+
+
+# nkd(student, teacher, target, temperature, gamma, reduction, ignore_index, compute_grad)
+_make_autograd("nkd", reduction_pos=5, compute_grad_pos=7, n_inputs=8, n_grads=1)
+# rld(student, teacher, target, alpha, beta, temperature, alpha_temperature, logit_standardization,
+#     reduction, ignore_index, compute_grad)
+_make_autograd("rld", reduction_pos=8, compute_grad_pos=10, n_inputs=11, n_grads=1)
+# uskd(student, weak, target, alpha, beta, mu, reduction, ignore_index, compute_grad): grads to both logits
+_make_autograd("uskd", reduction_pos=6, compute_grad_pos=8, n_inputs=9, n_grads=2)

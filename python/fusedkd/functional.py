@@ -18,7 +18,7 @@ import torch
 
 from ._ops import ops
 
-__all__ = ["kd_loss", "dkd_loss"]
+__all__ = ["kd_loss", "dkd_loss", "nkd_loss", "uskd_loss", "rld_loss"]
 
 _REDUCTIONS = ("batchmean", "sum", "none")
 
@@ -84,5 +84,80 @@ def dkd_loss(
     y = _on_student_device(s, _tensor(target, "target"), "target")
     loss, _ = ops.dkd(
         s, t, y, float(alpha), float(beta), float(temperature), _reduction(reduction), int(ignore_index), _needs_grad(s)
+    )
+    return loss
+
+
+def nkd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    target: torch.Tensor,
+    temperature: float = 1.0,
+    gamma: float = 1.5,
+    reduction: str = "batchmean",
+    ignore_index: int = -100,
+) -> torch.Tensor:
+    """Normalized KD (cls_KD ``NKDLoss``): target term at τ=1 plus γτ² × non-target cross-entropy.
+
+    ``target`` may be labels ``[N]`` or soft labels ``[N, C]`` (mixup/cutmix), reduced to their
+    argmax as the reference does.
+    """
+    s = _tensor(student_logits, "student_logits")
+    t = _on_student_device(s, _tensor(teacher_logits, "teacher_logits"), "teacher_logits").detach()
+    y = _on_student_device(s, _hard_labels(target, s), "target")
+    loss, _ = ops.nkd(
+        s, t, y, float(temperature), float(gamma), _reduction(reduction), int(ignore_index), _needs_grad(s)
+    )
+    return loss
+
+
+def rld_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    target: torch.Tensor,
+    alpha: float = 1.0,
+    beta: float = 8.0,
+    temperature: float = 4.0,
+    alpha_temperature: float = 1.0,
+    logit_standardization: bool = False,
+    reduction: str = "batchmean",
+    ignore_index: int = -100,
+) -> torch.Tensor:
+    """Refined logit distillation (zju-SWJ/RLD): ``α·SCD + β·MCD``, optionally on standardized logits."""
+    s = _tensor(student_logits, "student_logits")
+    t = _on_student_device(s, _tensor(teacher_logits, "teacher_logits"), "teacher_logits").detach()
+    y = _on_student_device(s, _tensor(target, "target"), "target")
+    loss, _ = ops.rld(
+        s, t, y, float(alpha), float(beta), float(temperature), float(alpha_temperature),
+        bool(logit_standardization), _reduction(reduction), int(ignore_index), _needs_grad(s),
+    )
+    return loss
+
+
+def uskd_loss(
+    student_logits: torch.Tensor,
+    weak_logits: torch.Tensor,
+    target: torch.Tensor,
+    alpha: float = 1.0,
+    beta: float = 0.1,
+    mu: float = 0.005,
+    reduction: str = "batchmean",
+    ignore_index: int = -100,
+) -> torch.Tensor:
+    """Teacher-free USKD (cls_KD ``USKDLoss``) given the weak logits ``w = fc(feature)``.
+
+    Gradients flow to both ``student_logits`` and ``weak_logits``. Hard labels run the fused op;
+    soft labels ``[N, C]`` (mixup/cutmix, top-two labels as in the reference) run the pure-PyTorch
+    reference path (not fused).
+    """
+    s = _tensor(student_logits, "student_logits")
+    w = _on_student_device(s, _tensor(weak_logits, "weak_logits"), "weak_logits")
+    y = _on_student_device(s, _tensor(target, "target"), "target")
+    if y.dim() == 2 and y.is_floating_point():
+        from . import reference
+
+        return reference.uskd_loss(s, w, y, alpha, beta, mu, _reduction(reduction), ignore_index)
+    loss, _, _ = ops.uskd(
+        s, w, y, float(alpha), float(beta), float(mu), _reduction(reduction), int(ignore_index), _needs_grad(s, w)
     )
     return loss

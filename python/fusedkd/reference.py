@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["kd_loss", "dkd_loss", "reduce_rows"]
+__all__ = ["kd_loss", "dkd_loss", "nkd_loss", "uskd_loss", "rld_loss", "reduce_rows"]
 
 
 def reduce_rows(row_loss: torch.Tensor, reduction: str, counted: torch.Tensor | int | None = None) -> torch.Tensor:
@@ -86,5 +86,175 @@ def dkd_loss(
     q_t = F.softmax((t / temperature).masked_fill(gt_mask, float("-inf")), dim=1)
     nckd = (F.kl_div(log_q_s.masked_fill(gt_mask, neg), q_t, reduction="none") * other_mask).sum(1) * temperature**2
     row = alpha * tckd + beta * nckd
+    row = torch.where(valid, row, torch.zeros_like(row))
+    return reduce_rows(row, reduction, valid.sum())
+
+
+def _hard_labels(target: torch.Tensor, ignore_index: int):
+    """Integer labels [N] or a soft-label matrix [N, C] (its argmax, every row counted)."""
+    if target.dim() > 1:
+        # cls_KD: torch.max(gt_label, dim=1)[1]; argmax takes the first index on ties.
+        y = target.argmax(dim=1)
+        return torch.ones_like(y, dtype=torch.bool), y
+    return _valid_rows(target, ignore_index)
+
+
+def nkd_loss(
+    student_logits,
+    teacher_logits,
+    target,
+    temperature: float = 1.0,
+    gamma: float = 1.5,
+    reduction: str = "batchmean",
+    ignore_index: int = -100,
+):
+    """cls_KD ``NKDLoss``: −p_t,y log p_s,y − γ τ² Σ_{j≠y} q_t,j log q_s,j (later, fixed mask revision)."""
+    s, t = _acc(student_logits), _acc(teacher_logits).detach()
+    valid, label = _hard_labels(target, ignore_index)
+    label = label.view(-1, 1)
+    N, c = s.shape
+    s_i = F.log_softmax(s, dim=1)
+    t_i = F.softmax(t, dim=1)
+    s_t = torch.gather(s_i, 1, label)
+    t_t = torch.gather(t_i, 1, label).detach()
+    loss_t = -(t_t * s_t).squeeze(1)
+    # Drop the target column (the reference's scatter_(1, label, 0) mask).
+    mask = torch.ones_like(s).scatter_(1, label, 0).bool()
+    logit_s = s[mask].reshape(N, -1)
+    logit_t = t[mask].reshape(N, -1)
+    S_i = F.log_softmax(logit_s / temperature, dim=1)
+    T_i = F.softmax(logit_t / temperature, dim=1)
+    loss_non = -gamma * (temperature**2) * (T_i * S_i).sum(dim=1)
+    row = loss_t + loss_non
+    row = torch.where(valid, row, torch.zeros_like(row))
+    return reduce_rows(row, reduction, valid.sum())
+
+
+def uskd_loss(
+    student_logits,
+    weak_logits,
+    target,
+    alpha: float = 1.0,
+    beta: float = 0.1,
+    mu: float = 0.005,
+    reduction: str = "batchmean",
+    ignore_index: int = -100,
+):
+    """cls_KD ``USKDLoss`` given the weak logits ``w = fc(fea_mid)``: α·T + β·NT + W.
+
+    Soft labels ``[N, C]`` (mixup/cutmix) keep the two largest labels with their values, as the
+    reference does. Differences from the reference (all deliberate, see docs/math_seed_losses.md):
+    the batch mean of ``u`` runs over counted rows only (ignore_index); the descending sorts are
+    stable (ties to the lower class index) where the reference's are unstable.
+    """
+    s, w = _acc(student_logits), _acc(weak_logits)
+    N, c = s.shape
+    if target.dim() > 1:
+        value, label = torch.sort(target, descending=True, dim=-1, stable=True)
+        value = value[:, :2].to(s.dtype)
+        label = label[:, :2]
+        valid = torch.ones(N, dtype=torch.bool, device=s.device)
+    else:
+        valid, y = _valid_rows(target, ignore_index)
+        label = y.view(N, 1)
+        value = torch.ones_like(label, dtype=s.dtype)
+    counted = valid.sum()
+    vmask = valid.view(N, 1).to(s.dtype)
+
+    # final logit
+    s_i = F.softmax(s, dim=1)
+    s_t = torch.gather(s_i, 1, label)
+    # soft target label: u = p_y², soft = u + value − mean(u) over counted rows
+    p_t = s_t**2
+    mean_u = (p_t * vmask).sum(0, keepdim=True) / counted.clamp_min(1)
+    p_t = p_t + value - mean_u
+    p_t = torch.where(value == 0, torch.zeros_like(p_t), p_t)
+    p_t = p_t.detach()
+    s_i = F.log_softmax(s, dim=1)
+    s_t = torch.gather(s_i, 1, label)
+    loss_t = -(p_t * s_t).sum(dim=1)
+
+    # weak supervision
+    if target.dim() > 1:
+        smooth = target.to(s.dtype) * 0.9 + 0.1 * torch.ones_like(s) / c
+    else:
+        smooth = torch.zeros_like(s).scatter_(1, label, 0.9) + 0.1 * torch.ones_like(s) / c
+    w_i = F.log_softmax(w, dim=1)
+    loss_weak = -(mu * smooth * w_i).sum(dim=1)
+
+    # rank: the student part uses log-probabilities (s_i, s_t are log_softmax here), as the reference
+    w_p = F.softmax(w, dim=1)
+    w_t = torch.gather(w_p, 1, label)
+    rank = w_p / (1 - w_t.sum(1, True) + 1e-6) + s_i / (1 - s_t.sum(1, True) + 1e-6)
+
+    # soft non-target labels: class at sorted position k gets 1/(k+1)
+    _, rank = torch.sort(rank.detach(), descending=True, dim=-1, stable=True)
+    zipf = 1 / torch.arange(1, c + 1, device=s.device, dtype=s.dtype)
+    z_i = zipf.repeat(N, 1)
+    ids_sort = torch.argsort(rank, dim=1)
+    z_i = torch.gather(z_i, dim=1, index=ids_sort)
+
+    mask = torch.ones_like(s).scatter_(1, label, 0).bool()
+    k = label.shape[1]
+    logit_s = s[mask].reshape(N, c - k)
+    ns_i = F.log_softmax(logit_s, dim=1)
+    nz_i = z_i[mask].reshape(N, c - k)
+    nz_i = (nz_i / nz_i.sum(dim=1, keepdim=True)).detach()
+    loss_non = -(nz_i * ns_i).sum(dim=1)
+
+    row = alpha * loss_t + beta * loss_non + loss_weak
+    row = torch.where(valid, row, torch.zeros_like(row))
+    return reduce_rows(row, reduction, counted)
+
+
+def _standardize(logit: torch.Tensor) -> torch.Tensor:
+    # RLD.py normalize(): Bessel-corrected std (torch.std default), 1e-7 added to it.
+    mean = logit.mean(dim=-1, keepdim=True)
+    stdv = logit.std(dim=-1, keepdim=True)
+    return (logit - mean) / (1e-7 + stdv)
+
+
+def _cat_mask(t: torch.Tensor, mask1: torch.Tensor, mask2: torch.Tensor) -> torch.Tensor:
+    return torch.cat([(t * mask1).sum(dim=1, keepdim=True), (t * mask2).sum(dim=1, keepdim=True)], dim=1)
+
+
+def rld_loss(
+    student_logits,
+    teacher_logits,
+    target,
+    alpha: float = 1.0,
+    beta: float = 8.0,
+    temperature: float = 4.0,
+    alpha_temperature: float = 1.0,
+    logit_standardization: bool = False,
+    reduction: str = "batchmean",
+    ignore_index: int = -100,
+):
+    """zju-SWJ/RLD ``rld_loss``: α·SCD + β·MCD (optionally on standardized logits)."""
+    s, t = _acc(student_logits), _acc(teacher_logits).detach()
+    valid, y = _valid_rows(target, ignore_index)
+    if logit_standardization:
+        s = _standardize(s)
+        t = _standardize(t)
+    # SCD: student split around the label, teacher around its own arg-max (first index on ties)
+    student_gt_mask = ~_non_target_mask(s, y)
+    student_other_mask = ~student_gt_mask
+    max_index = torch.argmax(t, dim=1)
+    teacher_max_mask = ~_non_target_mask(t, max_index)
+    teacher_other_mask = ~teacher_max_mask
+    pred_student = F.softmax(s / alpha_temperature, dim=1)
+    pred_teacher = F.softmax(t / alpha_temperature, dim=1)
+    pred_student = _cat_mask(pred_student, student_gt_mask, student_other_mask)
+    pred_teacher = _cat_mask(pred_teacher, teacher_max_mask, teacher_other_mask)
+    scd = F.kl_div(torch.log(pred_student), pred_teacher, reduction="none").sum(1) * alpha_temperature**2
+    # MCD: classes with t_j >= t_y masked with -1e9, as the reference (an empty K then gives two
+    # uniform distributions, KL = 0, with no gradient through the masked entries)
+    mask = t >= torch.gather(t, 1, y.unsqueeze(1))
+    masked_student = (s / temperature).masked_fill(mask, -1e9)
+    masked_teacher = (t / temperature).masked_fill(mask, -1e9)
+    log_p2_s = F.log_softmax(masked_student, dim=1)
+    p2_t = F.softmax(masked_teacher, dim=1)
+    mcd = F.kl_div(log_p2_s, p2_t, reduction="none").sum(1) * temperature**2
+    row = alpha * scd + beta * mcd
     row = torch.where(valid, row, torch.zeros_like(row))
     return reduce_rows(row, reduction, valid.sum())

@@ -8,7 +8,12 @@
 
 #include "../losses/dkd.hpp"
 #include "../losses/kd.hpp"
+#include "../losses/nkd.hpp"
+#include "../losses/rld.hpp"
+#include "../losses/uskd.hpp"
+#include "rld.hpp"
 #include "row_executor.hpp"
+#include "uskd.hpp"
 
 namespace fusedkd::cpu {
 
@@ -22,6 +27,28 @@ A dkd(const DKDParams& p, const LogitsView<TS, TT>& x, const LabelsView<TL>& lab
       const RowOutputs<A, TG>& out) {
   require(labels.data != nullptr || x.rows == 0, "target: DKD needs labels");
   return run_loss<DKD>(p, x, labels, r, out);
+}
+
+// NKD: hard labels (for soft labels pass the argmax of each label row, as the reference does).
+template <class TS, class TT, class TL, class A, class TG>
+A nkd(const NKDParams& p, const LogitsView<TS, TT>& x, const LabelsView<TL>& labels, Reduction r,
+      const RowOutputs<A, TG>& out) {
+  require(labels.data != nullptr || x.rows == 0, "target: NKD needs labels");
+  return run_loss<NKD>(p, x, labels, r, out);
+}
+
+// RLD, with or without logit standardization (p.logit_standardization).
+template <class TS, class TT, class TL, class A, class TG>
+A rld(const RLDParams& p, const LogitsView<TS, TT>& x, const LabelsView<TL>& labels, Reduction r,
+      const RowOutputs<A, TG>& out) {
+  return run_rld(p, x, labels, r, out);
+}
+
+// USKD: student and weak logits, hard labels; writes grad_student and grad_weak where asked.
+template <class TS, class TW, class TL, class A, class TG>
+A uskd(const USKDParams& p, const StudentWeakView<TS, TW>& x, const LabelsView<TL>& labels, Reduction r,
+       const USKDOutputs<A, TG>& out) {
+  return run_uskd(p, x, labels, r, out);
 }
 
 }  // namespace fusedkd::cpu

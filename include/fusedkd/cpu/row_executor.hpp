@@ -11,6 +11,28 @@
 
 namespace fusedkd::cpu {
 
+// Columns per block of reduce_columns.
+constexpr std::int64_t kColumnBlock = 256;
+
+// Reduces columns [0, C) into a mergeable state S: push(part, j) for the columns of each block
+// of kColumnBlock into a fresh state, then merge the blocks in order. A single sequential float
+// sum of many terms behind a dominant one drops each term below half an ulp of the running sum
+// (a systematic underestimate, ~1e-4 relative at C = 50000); the two-level sum keeps the error
+// at the level of a GPU tree reduction. Deterministic: the blocking depends only on C.
+template <class S, class Push> S reduce_columns(std::int64_t C, Push&& push) {
+  S total;
+  for (std::int64_t j0 = 0; j0 < C; j0 += kColumnBlock) {
+    S part;
+    const std::int64_t j1 = j0 + kColumnBlock < C ? j0 + kColumnBlock : C;
+    for (std::int64_t j = j0; j < j1; ++j) push(part, j);
+    if (j0 == 0)
+      total = part;
+    else
+      total.merge(part);
+  }
+  return total;
+}
+
 // Runs Loss on rows [row_begin, row_end). Labels must have been validated (validate_labels).
 template <template <class> class Loss, class Params, class TS, class TT, class TL, class A, class TG>
 void run_rows(const Params& params, const LogitsView<TS, TT>& x, const LabelsView<TL>& labels,
@@ -34,8 +56,9 @@ void run_rows(const Params& params, const LogitsView<TS, TT>& x, const LabelsVie
       in.t_y = t ? A(to_acc(t[in.y])) : A(0);
     }
     const typename L::Context ctx(params, in);
-    typename L::Stats st;
-    for (std::int64_t j = 0; j < C; ++j) st.push(ctx, j, A(to_acc(s[j])), t ? A(to_acc(t[j])) : A(0));
+    const typename L::Stats st = reduce_columns<typename L::Stats>(C, [&](typename L::Stats& part, std::int64_t j) {
+      part.push(ctx, j, A(to_acc(s[j])), t ? A(to_acc(t[j])) : A(0));
+    });
     const typename L::Row r = L::finalize(ctx, st);
     if (out.row_loss) out.row_loss[i] = r.loss;
     if (g)

@@ -1,0 +1,102 @@
+// CPU executor for row-local losses run on standardized logits (RLD with
+// logit_standardization = true), and the RLD row/loss entry points for both modes.
+//
+// Per row: pass 1 gathers the mean and Bessel std of s and of t (RowMoments); pass 2 runs the
+// loss policy on x̃ = (x − μ)/(ε + σ); with a gradient, pass 3 sums Σ g and Σ g (s − μ) with
+// g = ∂ℓ/∂s̃, and pass 4 writes ∂ℓ/∂s through the standardization (standardize_backward),
+// recomputing g rather than storing it (no per-row scratch, the same plan as a GPU block).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "../batch.hpp"
+#include "../losses/rld.hpp"
+#include "../numeric.hpp"
+#include "../reduction.hpp"
+#include "../standardize.hpp"
+#include "row_executor.hpp"
+
+namespace fusedkd::cpu {
+
+// Runs Loss on the standardized rows [row_begin, row_end). Labels must have been validated.
+template <template <class> class Loss, class Params, class TS, class TT, class TL, class A, class TG>
+void run_rows_standardized(const Params& params, const LogitsView<TS, TT>& x, const LabelsView<TL>& labels,
+                           const RowOutputs<A, TG>& out, std::int64_t row_begin, std::int64_t row_end,
+                           A eps = A(1e-7)) {
+  using L = Loss<A>;
+  static_assert(L::uses_teacher, "run_rows_standardized standardizes a student/teacher pair");
+  const std::int64_t C = x.cols;
+  for (std::int64_t i = row_begin; i < row_end; ++i) {
+    const TS* s = x.student + i * x.student_row_stride;
+    const TT* t = x.teacher + i * x.teacher_row_stride;
+    TG* g = out.grad ? out.grad + i * out.grad_row_stride : nullptr;
+    if (labels.ignored(i)) {
+      if (out.row_loss) out.row_loss[i] = A(0);
+      if (g)
+        for (std::int64_t j = 0; j < C; ++j) g[j] = from_acc<TG>(A(0));
+      continue;
+    }
+    const RowMoments<A> ms = reduce_columns<RowMoments<A>>(C, [&](RowMoments<A>& m, std::int64_t j) {  // pass 1
+      m.push(A(to_acc(s[j])));
+    });
+    const RowMoments<A> mt = reduce_columns<RowMoments<A>>(C, [&](RowMoments<A>& m, std::int64_t j) {
+      m.push(A(to_acc(t[j])));
+    });
+    const Standardization<A> zs(ms, eps), zt(mt, eps);
+    RowInput<A> in;
+    in.y = labels.label(i);
+    if (in.y >= 0) {
+      in.s_y = zs.apply(A(to_acc(s[in.y])));
+      in.t_y = zt.apply(A(to_acc(t[in.y])));
+    }
+    const typename L::Context ctx(params, in);
+    const typename L::Stats st = reduce_columns<typename L::Stats>(C, [&](typename L::Stats& part, std::int64_t j) {
+      part.push(ctx, j, zs.apply(A(to_acc(s[j]))), zt.apply(A(to_acc(t[j]))));  // pass 2
+    });
+    const typename L::Row r = L::finalize(ctx, st);
+    if (out.row_loss) out.row_loss[i] = r.loss;
+    if (!g) continue;
+    const StandardizeGradSums<A> sums =  // pass 3
+        reduce_columns<StandardizeGradSums<A>>(C, [&](StandardizeGradSums<A>& part, std::int64_t j) {
+          const A sj = A(to_acc(s[j]));
+          part.push(zs, L::grad(ctx, r, j, zs.apply(sj), zt.apply(A(to_acc(t[j])))), sj);
+        });
+    for (std::int64_t j = 0; j < C; ++j) {  // pass 4
+      const A sj = A(to_acc(s[j]));
+      const A gj = L::grad(ctx, r, j, zs.apply(sj), zt.apply(A(to_acc(t[j]))));
+      g[j] = from_acc<TG>(out.grad_scale * standardize_backward(zs, sums, gj, sj));
+    }
+  }
+}
+
+// RLD on rows [row_begin, row_end), either mode; the same contract as run_rows.
+template <class TS, class TT, class TL, class A, class TG>
+void rld_rows(const RLDParams& params, const LogitsView<TS, TT>& x, const LabelsView<TL>& labels,
+              const RowOutputs<A, TG>& out, std::int64_t row_begin, std::int64_t row_end) {
+  if (params.logit_standardization)
+    run_rows_standardized<RLD>(params, x, labels, out, row_begin, row_end);
+  else
+    run_rows<RLD>(params, x, labels, out, row_begin, row_end);
+}
+
+// The whole RLD loss on one thread (same contract as run_loss).
+template <class TS, class TT, class TL, class A, class TG>
+A run_rld(const RLDParams& params, const LogitsView<TS, TT>& x, const LabelsView<TL>& labels, Reduction reduction,
+          RowOutputs<A, TG> out) {
+  validate(params);
+  validate_shape<RLD<A>>(x);
+  require(labels.data != nullptr || x.rows == 0, "target: RLD needs labels");
+  validate_labels(labels, x.rows, x.cols);
+  const std::int64_t counted = count_counted_rows(labels, x.rows);
+  if (reduction != Reduction::None) out.grad_scale = reduction_scale<A>(reduction, counted);
+  std::vector<A> scratch;
+  if (!out.row_loss) {
+    scratch.resize(std::size_t(x.rows));
+    out.row_loss = scratch.data();
+  }
+  rld_rows(params, x, labels, out, 0, x.rows);
+  return A(sum_rows(out.row_loss, x.rows) * double(reduction_scale<A>(reduction, counted)));
+}
+
+}  // namespace fusedkd::cpu

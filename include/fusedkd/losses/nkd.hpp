@@ -1,0 +1,100 @@
+// Normalized KD (Yang et al., ICCV 2023), as cls_KD's dis_losses/nkd.py computes it.
+//
+// With label y, p = softmax(x) at temperature 1 and the non-target softmax at τ,
+// q_j = exp(x_j/τ) / Σ_{k≠y} exp(x_k/τ) (j ≠ y):
+//   ℓ = −p_t,y · log p_s,y − γ τ² Σ_{j≠y} q_t,j log q_s,j          (p_t,y is a constant)
+//     = p_t,y (lse(s) − s_y) + γ τ² [ lse_nt(s/τ) − (1/τ) Σ_{j≠y} q_t,j s_j ]
+//   ∂ℓ/∂s_j = p_t,y (p_s,j − δ_jy) + γ τ (1 − δ_jy)(q_s,j − q_t,j)
+// The non-target part is a cross-entropy, not a KL: the teacher's entropy is not subtracted.
+// One pass streams the non-target sums at τ and at 1 (j = y skipped); the full lse at 1 follows
+// from lse = logaddexp(lse_nt, x_y), so 1 − p_s,y = exp(lse_nt − lse) keeps its precision.
+#pragma once
+
+#include "../online_softmax.hpp"
+#include "../params.hpp"
+#include "../row.hpp"
+
+namespace fusedkd {
+
+struct NKDParams {
+  double temperature = 1.0;
+  double gamma = 1.5;
+};
+
+inline void validate(const NKDParams& p) {
+  require_temperature(p.temperature, "temperature");
+  require_finite(p.gamma, "gamma");
+}
+
+template <class A> struct NKD {
+  static constexpr bool uses_teacher = true;
+  static constexpr bool uses_label = true;
+  static constexpr long long min_classes = 2;  // the non-target part needs a class besides y
+
+  struct Context {
+    A tau, inv_tau, gamma;
+    long long y;
+    A s_y, t_y;  // gathered target logits (temperature 1)
+    FUSEDKD_HD Context(const NKDParams& p, const RowInput<A>& in)
+        : tau(A(p.temperature)),
+          inv_tau(A(1) / A(p.temperature)),
+          gamma(A(p.gamma)),
+          y(in.y),
+          s_y(in.s_y),
+          t_y(in.t_y) {}
+  };
+
+  struct Stats {
+    OnlineLSE<A> s1_nt;    // lse_nt(s)      (temperature 1)
+    OnlineLSE<A> t1_nt;    // lse_nt(t)      (temperature 1)
+    OnlineLSE<A> s_nt;     // lse_nt(s/τ)
+    OnlineLSEDot<A> t_nt;  // lse_nt(t/τ) and the cross sum Σ_{j≠y} exp(t_j/τ − m) s_j
+    FUSEDKD_HD void push(const Context& c, long long j, A sj, A tj) {
+      if (j == c.y) return;
+      s1_nt.push(sj);
+      t1_nt.push(tj);
+      s_nt.push(sj * c.inv_tau);
+      t_nt.push(tj * c.inv_tau, sj);
+    }
+    FUSEDKD_HD void merge(const Stats& o) {
+      s1_nt.merge(o.s1_nt);
+      t1_nt.merge(o.t1_nt);
+      s_nt.merge(o.s_nt);
+      t_nt.merge(o.t_nt);
+    }
+  };
+
+  struct Row {
+    A loss;
+    A lse1_s;            // lse(s) at temperature 1
+    A lse_nt_s, lse_nt_t;  // lse_nt(s/τ), lse_nt(t/τ)
+    A pt_y;              // p_t,y at temperature 1
+    A grad_y;            // ∂ℓ/∂s_y = −p_t,y (1 − p_s,y)
+  };
+
+  FUSEDKD_HD static Row finalize(const Context& c, const Stats& st) {
+    Row r;
+    const A lse1_nt_s = st.s1_nt.lse();
+    r.lse1_s = log_add_exp(lse1_nt_s, c.s_y);                 // lse(s) = logaddexp(lse_nt(s), s_y)
+    const A lse1_t = log_add_exp(st.t1_nt.lse(), c.t_y);      // lse(t)
+    r.pt_y = exp_(c.t_y - lse1_t);                            // p_t,y
+    const A neg_log_ps_y = r.lse1_s - c.s_y;                  // −log p_s,y
+    r.lse_nt_s = st.s_nt.lse();
+    r.lse_nt_t = st.t_nt.lse();
+    // −Σ_{j≠y} q_t,j log q_s,j = lse_nt(s/τ) − (1/τ) Σ_{j≠y} q_t,j s_j
+    const A ce_nt = r.lse_nt_s - st.t_nt.mean_v() * c.inv_tau;
+    r.loss = r.pt_y * neg_log_ps_y + c.gamma * c.tau * c.tau * ce_nt;
+    r.grad_y = -r.pt_y * exp_(lse1_nt_s - r.lse1_s);         // p_t,y (p_s,y − 1), 1 − p_s,y from lse_nt
+    return r;
+  }
+
+  FUSEDKD_HD static A grad(const Context& c, const Row& r, long long j, A sj, A tj) {
+    if (j == c.y) return r.grad_y;
+    const A ps = exp_(sj - r.lse1_s);                      // p_s,j (temperature 1)
+    const A q_s = exp_(sj * c.inv_tau - r.lse_nt_s);        // q_s,j (τ)
+    const A q_t = exp_(tj * c.inv_tau - r.lse_nt_t);        // q_t,j (τ)
+    return r.pt_y * ps + c.gamma * c.tau * (q_s - q_t);
+  }
+};
+
+}  // namespace fusedkd

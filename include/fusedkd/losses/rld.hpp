@@ -1,0 +1,162 @@
+// Refined logit distillation (Sun et al., 2024), as zju-SWJ/RLD's mdistiller/distillers/RLD.py
+// computes it: ℓ = α·SCD + β·MCD. This policy works on the logits it is given; the optional
+// logit standardization is applied by the executor (cpu/rld.hpp, standardize.hpp), which runs
+// this same policy on the standardized rows and chains the gradient through the standardization.
+//
+// SCD (sample confidence), at temperature a = α_τ, with m = argmax_j t_j (first index on ties):
+//   b_s = [p_s,y, Σ_{j≠y} p_s,j],  b_t = [p_t,m, Σ_{j≠m} p_t,j]     (p = softmax(x / a))
+//   SCD = a² Σ_k b_t,k (log b_t,k − log b_s,k)
+// MCD (masked correlation), at temperature τ, over K = {j : t_j < t_y} (y ∉ K):
+//   r_j = exp(x_j/τ) / Σ_{k∈K} exp(x_k/τ)   (j ∈ K)
+//   MCD = τ² Σ_{j∈K} r_t,j (log r_t,j − log r_s,j)
+//       = τ² [ (1/τ) Σ_{j∈K} r_t,j (t_j − s_j) − lse_K(t/τ) + lse_K(s/τ) ],   MCD = 0 when K = ∅
+// Gradient (q = non-target softmax of s at a):
+//   ∂ℓ/∂s_j = α a (p_s,y − p_t,m)(δ_jy − (1−δ_jy) q_s,j) + β τ [j∈K] (r_s,j − r_t,j)
+// K is decided by value (t_j < t_y with t_y gathered before the pass), so it needs no second pass.
+#pragma once
+
+#include "../online_softmax.hpp"
+#include "../params.hpp"
+#include "../row.hpp"
+
+namespace fusedkd {
+
+struct RLDParams {
+  double alpha = 1.0;
+  double beta = 8.0;
+  double temperature = 4.0;
+  double alpha_temperature = 1.0;
+  bool logit_standardization = false;
+};
+
+inline void validate(const RLDParams& p) {
+  require_temperature(p.temperature, "temperature");
+  require_temperature(p.alpha_temperature, "alpha_temperature");
+  require_finite(p.alpha, "alpha");
+  require_finite(p.beta, "beta");
+}
+
+// Σ_j exp(x_j · k) split around the arg-max of the *raw* values x (first index on ties):
+// m = max x, rest = Σ_{j≠arg} exp((x_j − m) k). The arg-max is decided before scaling, as
+// torch.argmax(logits_teacher) does, so x/a rounding can never create or break a tie.
+// The scale k is recorded by the first push (merge needs it); every push must use the same k.
+template <class A> struct ScaledTopLSE {
+  A m = neg_inf<A>();
+  A rest = A(0);
+  A k = A(0);
+  long long arg = -1;
+
+  FUSEDKD_HD void push(A x, long long j, A scale) {
+    if (arg < 0) {
+      m = x;
+      arg = j;
+      k = scale;
+    } else if (x > m) {
+      rest = (rest + A(1)) * exp_((m - x) * k);  // the old max joins the rest
+      m = x;
+      arg = j;
+    } else {
+      rest += exp_((x - m) * k);
+    }
+  }
+  // Merge with a state over other indices; ties go to the lower index.
+  FUSEDKD_HD void merge(const ScaledTopLSE& o) {
+    if (o.arg < 0) return;
+    if (arg < 0) { *this = o; return; }
+    const bool take_other = o.m > m || (o.m == m && o.arg < arg);
+    if (take_other) {
+      rest = o.rest + (rest + A(1)) * exp_((m - o.m) * k);
+      m = o.m;
+      arg = o.arg;
+    } else {
+      rest += (o.rest + A(1)) * exp_((o.m - m) * k);
+    }
+  }
+};
+
+template <class A> struct RLD {
+  static constexpr bool uses_teacher = true;
+  static constexpr bool uses_label = true;
+  static constexpr long long min_classes = 2;  // the binary split needs a class besides y
+
+  struct Context {
+    A alpha, beta, tau, inv_tau, a, inv_a;  // a = α_τ
+    long long y;
+    A s_y, t_y;
+    FUSEDKD_HD Context(const RLDParams& p, const RowInput<A>& in)
+        : alpha(A(p.alpha)),
+          beta(A(p.beta)),
+          tau(A(p.temperature)),
+          inv_tau(A(1) / A(p.temperature)),
+          a(A(p.alpha_temperature)),
+          inv_a(A(1) / A(p.alpha_temperature)),
+          y(in.y),
+          s_y(in.s_y),
+          t_y(in.t_y) {}
+  };
+
+  struct Stats {
+    OnlineLSE<A> s_nt_a;    // lse_{j≠y}(s/a)
+    ScaledTopLSE<A> t_top;  // teacher arg-max m and Σ_{j≠m} exp((t_j − t_m)/a)
+    OnlineLSE<A> s_k;       // lse_K(s/τ)
+    OnlineLSEDot<A> t_k;    // lse_K(t/τ) and Σ_{j∈K} exp(t_j/τ − m)(t_j − s_j)
+    FUSEDKD_HD void push(const Context& c, long long j, A sj, A tj) {
+      t_top.push(tj, j, c.inv_a);
+      if (j != c.y) s_nt_a.push(sj * c.inv_a);
+      if (tj < c.t_y) {  // j ∈ K (never y)
+        s_k.push(sj * c.inv_tau);
+        t_k.push(tj * c.inv_tau, tj - sj);
+      }
+    }
+    FUSEDKD_HD void merge(const Stats& o) {
+      s_nt_a.merge(o.s_nt_a);
+      t_top.merge(o.t_top);
+      s_k.merge(o.s_k);
+      t_k.merge(o.t_k);
+    }
+  };
+
+  struct Row {
+    A loss;
+    A lse_nt_a_s;      // lse_{j≠y}(s/a)
+    A target_gap;      // p_s,y − p_t,m at a
+    A lse_k_s, lse_k_t;  // lse_K(s/τ), lse_K(t/τ)
+    bool k_nonempty;
+  };
+
+  FUSEDKD_HD static Row finalize(const Context& c, const Stats& st) {
+    Row r;
+    // SCD: binary splits. Student around y: lse(s/a) = logaddexp(lse_nt, s_y/a).
+    const A u_y = c.s_y * c.inv_a;
+    r.lse_nt_a_s = st.s_nt_a.lse();
+    const A lse_a_s = log_add_exp(r.lse_nt_a_s, u_y);
+    const A log_bs0 = u_y - lse_a_s, log_bs1 = r.lse_nt_a_s - lse_a_s;
+    // Teacher around its arg-max: b_t = [1, rest] / (1 + rest).
+    const A log_norm = log_(A(1) + st.t_top.rest);
+    const A log_bt0 = -log_norm, log_bt1 = log_(st.t_top.rest) - log_norm;  // log 0 = −inf → kl_term 0
+    const A scd = c.a * c.a * (kl_term(log_bt0, log_bs0) + kl_term(log_bt1, log_bs1));
+    r.target_gap = exp_(log_bs0) - exp_(log_bt0);
+    // MCD over K; 0 when K is empty.
+    r.k_nonempty = st.t_k.m > neg_inf<A>();
+    A mcd = A(0);
+    r.lse_k_s = A(0);
+    r.lse_k_t = A(0);
+    if (r.k_nonempty) {
+      r.lse_k_s = st.s_k.lse();
+      r.lse_k_t = st.t_k.lse();
+      mcd = c.tau * c.tau * (st.t_k.mean_v() * c.inv_tau - r.lse_k_t + r.lse_k_s);
+    }
+    r.loss = c.alpha * scd + c.beta * mcd;
+    return r;
+  }
+
+  FUSEDKD_HD static A grad(const Context& c, const Row& r, long long j, A sj, A tj) {
+    A g = (j == c.y) ? c.alpha * c.a * r.target_gap
+                     : -c.alpha * c.a * r.target_gap * exp_(sj * c.inv_a - r.lse_nt_a_s);
+    if (r.k_nonempty && tj < c.t_y)
+      g += c.beta * c.tau * (exp_(sj * c.inv_tau - r.lse_k_s) - exp_(tj * c.inv_tau - r.lse_k_t));
+    return g;
+  }
+};
+
+}  // namespace fusedkd
