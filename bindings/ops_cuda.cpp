@@ -1,0 +1,238 @@
+// CUDA implementations of the fusedkd ops: argument checks shared with the CPU ops
+// (checks.hpp), outputs and workspace allocated through torch (its caching allocator), kernels
+// enqueued on torch's current CUDA stream through the type-erased API of kernels/api.hpp.
+// No host synchronization anywhere: the ops run inside CUDA graphs and torch.compile'd graphs.
+//
+// Difference from the CPU ops, by necessity: labels stay on the device, so an out-of-range label
+// (not ignore_index) cannot raise an error without a synchronization; it makes the loss and that
+// row's gradient NaN instead (the CPU ops raise).
+#include <torch/csrc/stable/accelerator.h>
+#include <torch/csrc/stable/library.h>
+
+#include <dlfcn.h>
+
+#include <cstdint>
+#include <string>
+#include <tuple>
+
+#include <fusedkd/fusedkd.hpp>
+
+#include "../kernels/api.hpp"
+#include "checks.hpp"
+
+namespace fusedkd::binding {
+namespace {
+
+using kernels::DType;
+using kernels::LossCall;
+
+// torch's current CUDA stream for a device. The stable ABI exposes the native handle only from
+// torch 2.13 (torch_stream_native_handle); for 2.10+ we call the AOTInductor shim
+// aoti_torch_get_current_cuda_stream, exported by libtorch_cuda.so (already loaded by
+// `import torch` when CUDA tensors exist), looked up at run time so that this extension links
+// against libtorch_cpu alone.
+void* current_cuda_stream(int32_t device_index) {
+  using GetStream = int32_t (*)(int32_t, void**);
+  static const GetStream get_stream = []() -> GetStream {
+    void* sym = nullptr;
+    if (void* lib = dlopen("libtorch_cuda.so", RTLD_NOLOAD | RTLD_LAZY)) sym = dlsym(lib, "aoti_torch_get_current_cuda_stream");
+    if (!sym) sym = dlsym(RTLD_DEFAULT, "aoti_torch_get_current_cuda_stream");
+    return reinterpret_cast<GetStream>(sym);
+  }();
+  STD_TORCH_CHECK(get_stream != nullptr,
+                  "fusedkd: cannot find aoti_torch_get_current_cuda_stream in libtorch_cuda.so; is this a CUDA build "
+                  "of torch?");
+  void* stream = nullptr;
+  STD_TORCH_CHECK(get_stream(device_index, &stream) == 0, "fusedkd: could not get the current CUDA stream of device ",
+                  device_index);
+  return stream;
+}
+
+DType dtype_of(const Tensor& x) {
+  switch (x.scalar_type()) {
+    case ScalarType::Float: return DType::Float32;
+    case ScalarType::Double: return DType::Float64;
+    case ScalarType::Half: return DType::Float16;
+    case ScalarType::BFloat16: return DType::BFloat16;
+    default: STD_TORCH_CHECK(false, "unsupported logits dtype ", dtype_name(x.scalar_type()));
+  }
+  return DType::Float32;
+}
+
+void check_cuda_tensor(const Tensor& x, const char* name) {
+  STD_TORCH_CHECK(x.is_cuda(), name, " must be a CUDA tensor for the CUDA implementation");
+}
+
+// Checks that every tensor is on the student's CUDA device; names the first that is not.
+void check_same_cuda_device(const Tensor& student, const Tensor& other, const char* name) {
+  check_cuda_tensor(other, name);
+  STD_TORCH_CHECK(other.get_device_index() == student.get_device_index(), name, " is on cuda:", other.get_device_index(),
+                  " but student_logits is on cuda:", student.get_device_index());
+}
+
+// The common body of every op: a LossCall over (student, second logits, optional target) with
+// outputs allocated like the CPU op's and a workspace tensor, then launch(params, call).
+template <class Params, class Launch>
+std::tuple<Tensor, Tensor, Tensor> run(const Params& params, const Tensor& student_in, const Tensor& second_in,
+                                       const Tensor* target_in, int64_t ignore_index, Reduction reduction,
+                                       bool compute_grad, bool grad_second, Launch launch) {
+  torch::stable::accelerator::DeviceGuard guard(student_in.get_device_index());
+  const Tensor student = with_unit_column_stride(student_in);
+  const Tensor second = with_unit_column_stride(second_in);
+  const int64_t N = student.size(0), C = student.size(1);
+  Tensor loss = new_loss(student, reduction);
+  Tensor grad = new_grad(student, compute_grad);
+  Tensor grad2 = new_grad(second, compute_grad && grad_second);
+
+  LossCall c;
+  c.rows = N;
+  c.cols = C;
+  c.student = student.data_ptr();
+  c.student_dtype = dtype_of(student);
+  c.student_row_stride = N > 0 ? student.stride(0) : C;
+  c.teacher = second.data_ptr();
+  c.teacher_dtype = dtype_of(second);
+  c.teacher_row_stride = N > 0 ? second.stride(0) : C;
+  Tensor target = student;  // placeholder when there is no target
+  if (target_in) {
+    target = contiguous_1d(*target_in);
+    c.labels = target.data_ptr();
+    c.labels_int32 = target.scalar_type() == ScalarType::Int;
+    c.ignore_index = ignore_index;
+  }
+  c.reduction = reduction;
+  c.loss = loss.data_ptr();
+  if (compute_grad) {
+    c.grad = grad.data_ptr();
+    c.grad_row_stride = C;
+    if (grad_second) {
+      c.grad_weak = grad2.data_ptr();
+      c.grad_weak_row_stride = C;
+    }
+  }
+  c.stream = current_cuda_stream(student.get_device_index());
+  try {
+    const std::size_t ws_bytes = kernels::workspace_size(params, c);
+    Tensor workspace = torch::stable::new_empty(student, {int64_t(ws_bytes)}, ScalarType::Byte);
+    c.workspace = workspace.data_ptr();
+    c.workspace_bytes = ws_bytes;
+    launch(params, c);
+  } catch (const Error& e) {
+    STD_TORCH_CHECK(false, e.what());
+  }
+  return {loss, grad, grad2};
+}
+
+// Checks common to the losses with a teacher and a target.
+void check_teacher_target(const Tensor& student, const Tensor& teacher, const Tensor* target) {
+  check_logits(student, "student_logits");
+  check_cuda_tensor(student, "student_logits");
+  check_pair(student, teacher, "teacher_logits");
+  check_same_cuda_device(student, teacher, "teacher_logits");
+  if (target) {
+    check_target(student, *target);
+    check_same_cuda_device(student, *target, "target");
+  }
+}
+
+std::tuple<Tensor, Tensor> kd_cuda(Tensor student, Tensor teacher, double temperature, std::string reduction,
+                                   bool compute_grad) {
+  check_teacher_target(student, teacher, nullptr);
+  check_temperature(temperature, "temperature");
+  check_min_classes(student, KD<float>::min_classes);
+  const Reduction r = reduction_from(reduction);
+  KDParams p;
+  p.temperature = temperature;
+  auto out = run(p, student, teacher, nullptr, -100, r, compute_grad, false,
+                 [](const KDParams& q, const LossCall& c) { kernels::kd(q, c); });
+  return {std::get<0>(out), std::get<1>(out)};
+}
+
+std::tuple<Tensor, Tensor> dkd_cuda(Tensor student, Tensor teacher, Tensor target, double alpha, double beta,
+                                    double temperature, std::string reduction, int64_t ignore_index,
+                                    bool compute_grad) {
+  check_teacher_target(student, teacher, &target);
+  check_min_classes(student, DKD<float>::min_classes);
+  check_finite(alpha, "alpha");
+  check_finite(beta, "beta");
+  check_temperature(temperature, "temperature");
+  const Reduction r = reduction_from(reduction);
+  DKDParams p;
+  p.alpha = alpha;
+  p.beta = beta;
+  p.temperature = temperature;
+  auto out = run(p, student, teacher, &target, ignore_index, r, compute_grad, false,
+                 [](const DKDParams& q, const LossCall& c) { kernels::dkd(q, c); });
+  return {std::get<0>(out), std::get<1>(out)};
+}
+
+std::tuple<Tensor, Tensor> nkd_cuda(Tensor student, Tensor teacher, Tensor target, double temperature, double gamma,
+                                    std::string reduction, int64_t ignore_index, bool compute_grad) {
+  check_teacher_target(student, teacher, &target);
+  check_min_classes(student, NKD<float>::min_classes);
+  check_temperature(temperature, "temperature");
+  check_finite(gamma, "gamma");
+  const Reduction r = reduction_from(reduction);
+  NKDParams p;
+  p.temperature = temperature;
+  p.gamma = gamma;
+  auto out = run(p, student, teacher, &target, ignore_index, r, compute_grad, false,
+                 [](const NKDParams& q, const LossCall& c) { kernels::nkd(q, c); });
+  return {std::get<0>(out), std::get<1>(out)};
+}
+
+std::tuple<Tensor, Tensor> rld_cuda(Tensor student, Tensor teacher, Tensor target, double alpha, double beta,
+                                    double temperature, double alpha_temperature, bool logit_standardization,
+                                    std::string reduction, int64_t ignore_index, bool compute_grad) {
+  check_teacher_target(student, teacher, &target);
+  check_min_classes(student, RLD<float>::min_classes);
+  check_finite(alpha, "alpha");
+  check_finite(beta, "beta");
+  check_temperature(temperature, "temperature");
+  check_temperature(alpha_temperature, "alpha_temperature");
+  const Reduction r = reduction_from(reduction);
+  RLDParams p;
+  p.alpha = alpha;
+  p.beta = beta;
+  p.temperature = temperature;
+  p.alpha_temperature = alpha_temperature;
+  p.logit_standardization = logit_standardization;
+  auto out = run(p, student, teacher, &target, ignore_index, r, compute_grad, false,
+                 [](const RLDParams& q, const LossCall& c) { kernels::rld(q, c); });
+  return {std::get<0>(out), std::get<1>(out)};
+}
+
+std::tuple<Tensor, Tensor, Tensor> uskd_cuda(Tensor student, Tensor weak, Tensor target, double alpha, double beta,
+                                             double mu, std::string reduction, int64_t ignore_index,
+                                             bool compute_grad) {
+  check_logits(student, "student_logits");
+  check_cuda_tensor(student, "student_logits");
+  check_pair(student, weak, "weak_logits");
+  check_same_cuda_device(student, weak, "weak_logits");
+  check_target(student, target);
+  check_same_cuda_device(student, target, "target");
+  check_min_classes(student, 2);
+  check_finite(alpha, "alpha");
+  check_finite(beta, "beta");
+  check_finite(mu, "mu");
+  STD_TORCH_CHECK(weak.scalar_type() == student.scalar_type(), "weak_logits must have the dtype of student_logits (",
+                  dtype_name(student.scalar_type()), "), got ", dtype_name(weak.scalar_type()));
+  const Reduction r = reduction_from(reduction);
+  USKDParams p;
+  p.alpha = alpha;
+  p.beta = beta;
+  p.mu = mu;
+  return run(p, student, weak, &target, ignore_index, r, compute_grad, true,
+             [](const USKDParams& q, const LossCall& c) { kernels::uskd(q, c); });
+}
+
+}  // namespace
+}  // namespace fusedkd::binding
+
+STABLE_TORCH_LIBRARY_IMPL(fusedkd, CUDA, m) {
+  m.impl("kd", TORCH_BOX(&fusedkd::binding::kd_cuda));
+  m.impl("dkd", TORCH_BOX(&fusedkd::binding::dkd_cuda));
+  m.impl("nkd", TORCH_BOX(&fusedkd::binding::nkd_cuda));
+  m.impl("rld", TORCH_BOX(&fusedkd::binding::rld_cuda));
+  m.impl("uskd", TORCH_BOX(&fusedkd::binding::uskd_cuda));
+}

@@ -1,0 +1,18 @@
+// Umbrella header of the CUDA executor (header-only; include from .cu files compiled by nvcc).
+//
+//   #include <fusedkd/cuda/fusedkd_cuda.cuh>
+//   fusedkd::cuda::kd / dkd / nkd / rld / uskd  (+ *_workspace_size)
+//
+// Layers: common.cuh (loads/stores, labels) · reduce.cuh (warp/group/block reductions of
+// mergeable states) · traits.cuh (kernel traits, launch plan, workspace layout) ·
+// row_kernels.cuh, batch_kernels.cuh, uskd_kernels.cuh (kernel bodies) · launch.cuh (host API).
+#pragma once
+
+#include "../fusedkd.hpp"
+#include "batch_kernels.cuh"
+#include "common.cuh"
+#include "launch.cuh"
+#include "reduce.cuh"
+#include "row_kernels.cuh"
+#include "traits.cuh"
+#include "uskd_kernels.cuh"

@@ -1,0 +1,81 @@
+// Type-erased host API of the compiled CUDA kernels (kernels/*.cu). Plain C++17: includes no
+// CUDA header, so g++ code (the torch bindings) can call it; link the objects built from
+// kernels/*.cu (nvcc) and CUDA's runtime.
+//
+//   fusedkd::kernels::LossCall call;            // sizes, device pointers, dtypes, strides
+//   call.rows = N; call.cols = C; ...
+//   call.workspace = ws; call.workspace_bytes = fusedkd::kernels::workspace_size(params, call);
+//   fusedkd::kernels::dkd(params, call);         // enqueues on call.stream, returns at once
+//
+// Errors (bad sizes, dtypes, pointers, a too small workspace, a failed launch) throw
+// fusedkd::Error. Labels are never read on the host: a label outside [0, C) that is not
+// ignore_index makes that row's loss and gradient NaN (and so the reduced loss).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include <fusedkd/losses/dkd.hpp>
+#include <fusedkd/losses/kd.hpp>
+#include <fusedkd/losses/nkd.hpp>
+#include <fusedkd/losses/rld.hpp>
+#include <fusedkd/losses/uskd.hpp>
+#include <fusedkd/reduction.hpp>
+
+namespace fusedkd::kernels {
+
+// Element types of logits (and of the gradients, which take the student's).
+enum class DType : int { Float32 = 0, Float64 = 1, Float16 = 2, BFloat16 = 3 };
+
+const char* dtype_name(DType t);
+
+// One loss evaluation. All pointers are device pointers on the current device.
+struct LossCall {
+  std::int64_t rows = 0;  // N
+  std::int64_t cols = 0;  // C
+  // Student logits [N, C], columns contiguous, rows `student_row_stride` elements apart.
+  const void* student = nullptr;
+  DType student_dtype = DType::Float32;
+  std::int64_t student_row_stride = 0;
+  // Teacher logits (KD, DKD, NKD, RLD) or weak logits w = fc(feature) (USKD), [N, C].
+  // float64 only together with a float64 student; USKD: the student's dtype.
+  const void* teacher = nullptr;
+  DType teacher_dtype = DType::Float32;
+  std::int64_t teacher_row_stride = 0;
+  // Labels [N], int64 (or int32 with labels_int32), contiguous; ignored by KD.
+  const void* labels = nullptr;
+  bool labels_int32 = false;
+  std::int64_t ignore_index = -100;
+  Reduction reduction = Reduction::BatchMean;
+  // Loss output: float32 (float64 for float64 logits), [1] for batchmean/sum, [N] for none.
+  void* loss = nullptr;
+  // ∂loss/∂student, student dtype, [N, C] with the given row stride; null: not computed.
+  // Already multiplied by the reduction's scale (1/N_counted for batchmean).
+  void* grad = nullptr;
+  std::int64_t grad_row_stride = 0;
+  // USKD: ∂loss/∂weak, likewise.
+  void* grad_weak = nullptr;
+  std::int64_t grad_weak_row_stride = 0;
+  // Device scratch of at least workspace_size(params, call) bytes, 16-byte aligned.
+  void* workspace = nullptr;
+  std::size_t workspace_bytes = 0;
+  // cudaStream_t to enqueue on (null: the legacy default stream).
+  void* stream = nullptr;
+};
+
+// Workspace bytes a call needs (depends on rows, cols, dtypes and, for RLD, standardization).
+std::size_t workspace_size(const KDParams& p, const LossCall& call);
+std::size_t workspace_size(const DKDParams& p, const LossCall& call);
+std::size_t workspace_size(const NKDParams& p, const LossCall& call);
+std::size_t workspace_size(const RLDParams& p, const LossCall& call);
+std::size_t workspace_size(const USKDParams& p, const LossCall& call);
+
+// Enqueue the loss (and gradients where asked) on call.stream. No allocation, no
+// synchronization: capturable in a CUDA graph.
+void kd(const KDParams& p, const LossCall& call);
+void dkd(const DKDParams& p, const LossCall& call);
+void nkd(const NKDParams& p, const LossCall& call);
+void rld(const RLDParams& p, const LossCall& call);
+void uskd(const USKDParams& p, const LossCall& call);
+
+}  // namespace fusedkd::kernels

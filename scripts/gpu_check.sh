@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# GPU check for a machine with an NVIDIA GPU, nvcc, CMake, ninja and a CUDA build of torch
+# (no internet needed). One command, about 10 minutes on 16 cores:
+#   1. builds the C++ tests, the CUDA example/tests and the torch extension for this GPU only
+#      (FUSEDKD_CUDA_ARCHS=native) against the torch of $PYTHON (default python3);
+#   2. ctest (CPU + CUDA GoogleTest, the CUDA grid in 8 shards, the example);
+#   3. compute-sanitizer memcheck and racecheck over every loss on Group / Block / Split shapes;
+#   4. pytest tests/python (all, CUDA tests included) with the fresh extension on PYTHONPATH;
+#   5. benchmarks/bench.py --device cuda --quick, when that file exists.
+# Every step is time-boxed against an overall budget (BUDGET seconds, default 570) so the summary
+# is always written. Results: OUTDIR/summary.txt plus one log per step (at most 8 files).
+#
+#   scripts/gpu_check.sh [OUTDIR]     OUTDIR defaults to $OUT, else ./out/gpu_check
+set -u -o pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUTDIR=${1:-${OUT:-$ROOT/out/gpu_check}}
+mkdir -p "$OUTDIR"
+SUMMARY=$OUTDIR/summary.txt
+PY=${PYTHON:-python3}
+BUILD=${BUILD_DIR:-/tmp/fusedkd_gpu_build}
+PKG=${PKG_DIR:-/tmp/fusedkd_gpu_pkg}
+JOBS=${JOBS:-$(nproc)}
+ARCHS=${CUDA_ARCHS:-native}  # override only to dry-run the script on a machine without a GPU
+START=$(date +%s)
+DEADLINE=$((START + ${BUDGET:-570}))
+: >"$SUMMARY"
+cd "$ROOT" || exit 1
+
+note() { echo "$*" | tee -a "$SUMMARY"; }
+
+# step NAME MAX_SECONDS LOG CMD...: runs CMD (appending to LOG) for at most MAX_SECONDS and no
+# later than the deadline; records rc and duration in the summary. Returns CMD's rc.
+step() {
+  local name=$1 max=$2 log=$3
+  shift 3
+  local now left t0 rc
+  now=$(date +%s)
+  left=$((DEADLINE - now))
+  [ "$max" -gt "$left" ] && max=$left
+  if [ "$max" -le 5 ]; then
+    note "SKIP  $name (out of time)"
+    return 124
+  fi
+  t0=$now
+  echo "===== $name (limit ${max}s): $*" >>"$log"
+  timeout --kill-after=10 "$max" "$@" >>"$log" 2>&1
+  rc=$?
+  local status=PASS
+  [ $rc -ne 0 ] && status=FAIL
+  [ $rc -eq 124 ] || [ $rc -eq 137 ] && status=TIMEOUT
+  note "$(printf '%-7s %-34s rc=%-3s %4ss  log=%s' "$status" "$name" "$rc" "$(($(date +%s) - t0))" "$(basename "$log")")"
+  return $rc
+}
+
+# ------------------------------------------------------------------ 0. environment
+ENV_LOG=$OUTDIR/env.log
+{
+  date -u
+  nvidia-smi || true
+  command -v nvcc && nvcc --version | tail -2
+  cmake --version | head -1
+  command -v ninja
+  command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer
+  "$PY" -c "import sys, torch; print(sys.executable, sys.version.split()[0]); print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
+  "$PY" -c "import xdist; print('pytest-xdist', xdist.__version__)" || true
+  ls /usr/include/gtest/gtest.h /usr/lib/x86_64-linux-gnu/libgtest* 2>/dev/null || echo "no system GoogleTest"
+} >"$ENV_LOG" 2>&1
+note "fusedkd GPU check — $(date -u +%FT%TZ) — $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
+note "torch: $("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null)   nvcc: $(nvcc --version 2>/dev/null | grep -o 'release [0-9.]*')"
+
+# ------------------------------------------------------------------ 1. build
+BUILD_LOG=$OUTDIR/build.log
+CMAKE_ARGS=(-S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFUSEDKD_CUDA=ON "-DFUSEDKD_CUDA_ARCHS=$ARCHS"
+  -DFUSEDKD_TORCH=ON "-DPython3_EXECUTABLE=$(command -v "$PY")" -DFUSEDKD_BUILD_BENCHMARKS=OFF)
+HAVE_TESTS=1
+if ! step "configure" 120 "$BUILD_LOG" cmake "${CMAKE_ARGS[@]}" -DFUSEDKD_BUILD_TESTS=ON; then
+  note "      configure with tests failed (GoogleTest missing?): retrying without the C++ tests"
+  HAVE_TESTS=0
+  rm -rf "$BUILD"
+  step "configure (no tests)" 120 "$BUILD_LOG" cmake "${CMAKE_ARGS[@]}" -DFUSEDKD_BUILD_TESTS=OFF
+fi
+step "build (-j$JOBS, archs $ARCHS)" 330 "$BUILD_LOG" cmake --build "$BUILD" -j "$JOBS"
+EXAMPLE=$BUILD/tests/cpp/fusedkd_cuda_example
+if [ ! -x "$EXAMPLE" ]; then  # no tests configured: build the sanitizer driver by hand
+  EXAMPLE=$BUILD/fusedkd_cuda_example
+  step "build example (nvcc)" 200 "$BUILD_LOG" nvcc -std=c++17 -O2 -arch=native --expt-relaxed-constexpr -lineinfo \
+    -I "$ROOT/include" examples/cuda_raw_pointers.cu -o "$EXAMPLE"
+fi
+
+# The package as Python sees it: python/fusedkd plus the fresh _C.so.
+rm -rf "$PKG" && mkdir -p "$PKG"
+cp -r "$ROOT/python/fusedkd" "$PKG/"
+cp "$BUILD"/_C*.so "$PKG/fusedkd/" 2>>"$BUILD_LOG" || note "FAIL    extension _C.so not built"
+export PYTHONPATH=$PKG${PYTHONPATH:+:$PYTHONPATH}
+"$PY" -c "import fusedkd; print('HAS_CUDA_KERNELS', fusedkd.HAS_CUDA_KERNELS)" >>"$BUILD_LOG" 2>&1 &&
+  note "        $(tail -1 "$BUILD_LOG")"
+
+# ------------------------------------------------------------------ 2. ctest
+CTEST_LOG=$OUTDIR/ctest.log
+if [ $HAVE_TESTS = 1 ]; then
+  step "ctest -j$JOBS" 200 "$CTEST_LOG" ctest --test-dir "$BUILD" -j "$JOBS" --output-on-failure
+  note "        $(grep -E 'tests passed|tests failed' "$CTEST_LOG" | tail -1)"
+else
+  note "SKIP    ctest (no GoogleTest on this machine)"
+fi
+
+# ------------------------------------------------------------------ 3. compute-sanitizer
+SAN_LOG=$OUTDIR/sanitizer.log
+SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+if [ -x "$SAN" ] && [ -x "$EXAMPLE" ]; then
+  # Group (C ≤ 1024), Block (≤ 8192), Split (> 8192) plans; every loss in each run.
+  for tool in memcheck racecheck; do
+    for shape in "5 100" "3 3000" "2 20000"; do
+      # shellcheck disable=SC2086
+      step "sanitizer $tool N,C=${shape/ /,}" 120 "$SAN_LOG" "$SAN" --tool "$tool" --error-exitcode 99 "$EXAMPLE" $shape all
+    done
+  done
+  note "        sanitizer summaries: $(grep -c 'ERROR SUMMARY: 0 errors' "$SAN_LOG") clean memcheck, $(grep -c 'RACECHECK SUMMARY: 0 hazards' "$SAN_LOG") clean racecheck (of 3 each)"
+else
+  note "SKIP    compute-sanitizer (tool or driver missing)"
+fi
+
+# ------------------------------------------------------------------ 4. pytest
+PYTEST_LOG=$OUTDIR/pytest.log
+XDIST=()
+"$PY" -c "import xdist" 2>/dev/null && XDIST=(-n 8)
+step "pytest tests/python" 240 "$PYTEST_LOG" "$PY" -m pytest tests/python -q -p no:cacheprovider "${XDIST[@]}" -rfEs
+note "        $(grep -E '(passed|failed|error)' "$PYTEST_LOG" | tail -1)"
+
+# ------------------------------------------------------------------ 5. benchmarks
+BENCH_LOG=$OUTDIR/bench.log
+if [ -f "$ROOT/benchmarks/bench.py" ]; then
+  step "bench.py --device cuda --quick" 120 "$BENCH_LOG" "$PY" benchmarks/bench.py --device cuda --quick
+else
+  note "SKIP    benchmarks/bench.py (not present)"
+fi
+
+note "total $(($(date +%s) - START))s; logs in $OUTDIR"
+grep -q '^FAIL\|^TIMEOUT' "$SUMMARY" && exit 1
+exit 0
