@@ -1,0 +1,91 @@
+// Google Benchmark of the header-only CPU executor (single thread): every loss, fp32 and bf16,
+// vision and vocabulary shapes. Reports bytes moved as read student + read teacher (or weak) +
+// write gradient, once each, so bytes_per_second is the effective bandwidth.
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include <fusedkd/fusedkd.hpp>
+
+namespace {
+
+using fusedkd::Reduction;
+// Run: build/skbuild/benchmarks/bench_cpu_executor --benchmark_min_time=0.05
+
+template <class T> struct Inputs {
+  std::int64_t N, C;
+  std::vector<T> s, t, g, g2;
+  std::vector<std::int64_t> y;
+  std::vector<fusedkd::acc_t<T>> loss;
+
+  Inputs(std::int64_t n, std::int64_t c) : N(n), C(c), s(n * c), t(n * c), g(n * c), g2(n * c), y(n), loss(n) {
+    std::mt19937 rng(0);
+    std::normal_distribution<float> normal(0.f, 3.f);
+    for (auto& v : s) v = fusedkd::from_acc<T>(normal(rng));
+    for (auto& v : t) v = fusedkd::from_acc<T>(normal(rng));
+    std::uniform_int_distribution<std::int64_t> label(0, c - 1);
+    for (auto& v : y) v = label(rng);
+  }
+  fusedkd::LogitsView<T> logits() const { return {s.data(), C, t.data(), C, N, C}; }
+  fusedkd::LabelsView<std::int64_t> labels() const { return {y.data(), -100}; }
+  fusedkd::RowOutputs<fusedkd::acc_t<T>, T> outputs() { return {loss.data(), g.data(), C}; }
+};
+
+template <class T> void set_counters(benchmark::State& state, const Inputs<T>& in) {
+  const std::int64_t bytes = 3 * in.N * in.C * std::int64_t(sizeof(T));
+  state.SetBytesProcessed(state.iterations() * bytes);
+  state.SetItemsProcessed(state.iterations() * in.N);  // rows
+}
+
+enum class Loss { KD, DKD, NKD, RLD, RLDStd, USKD };
+
+template <class T, Loss L> void BM_loss(benchmark::State& state) {
+  Inputs<T> in(state.range(0), state.range(1));
+  for (auto _ : state) {
+    fusedkd::acc_t<T> v{};
+    if constexpr (L == Loss::KD) v = fusedkd::cpu::kd(fusedkd::KDParams{}, in.logits(), Reduction::BatchMean, in.outputs());
+    if constexpr (L == Loss::DKD)
+      v = fusedkd::cpu::dkd(fusedkd::DKDParams{}, in.logits(), in.labels(), Reduction::BatchMean, in.outputs());
+    if constexpr (L == Loss::NKD)
+      v = fusedkd::cpu::nkd(fusedkd::NKDParams{}, in.logits(), in.labels(), Reduction::BatchMean, in.outputs());
+    if constexpr (L == Loss::RLD || L == Loss::RLDStd) {
+      fusedkd::RLDParams p;
+      p.logit_standardization = (L == Loss::RLDStd);
+      v = fusedkd::cpu::rld(p, in.logits(), in.labels(), Reduction::BatchMean, in.outputs());
+    }
+    if constexpr (L == Loss::USKD) {
+      fusedkd::cpu::StudentWeakView<T, T> x{in.s.data(), in.C, in.t.data(), in.C, in.N, in.C};
+      fusedkd::cpu::USKDOutputs<fusedkd::acc_t<T>, T> out;
+      out.row_loss = in.loss.data();
+      out.grad_student = in.g.data();
+      out.grad_student_row_stride = in.C;
+      out.grad_weak = in.g2.data();
+      out.grad_weak_row_stride = in.C;
+      v = fusedkd::cpu::uskd(fusedkd::USKDParams{}, x, in.labels(), Reduction::BatchMean, out);
+    }
+    benchmark::DoNotOptimize(v);
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, in);
+}
+
+void shapes(benchmark::internal::Benchmark* b) {
+  for (std::int64_t n : {128, 1024})
+    for (std::int64_t c : {100, 1000}) b->Args({n, c});
+  b->Args({256, 32000});  // a vocabulary-sized row
+  b->ArgNames({"N", "C"})->Unit(benchmark::kMicrosecond);
+}
+
+using bf16 = fusedkd::bfloat16_t;
+BENCHMARK(BM_loss<float, Loss::KD>)->Name("kd/f32")->Apply(shapes);
+BENCHMARK(BM_loss<bf16, Loss::KD>)->Name("kd/bf16")->Apply(shapes);
+BENCHMARK(BM_loss<float, Loss::DKD>)->Name("dkd/f32")->Apply(shapes);
+BENCHMARK(BM_loss<bf16, Loss::DKD>)->Name("dkd/bf16")->Apply(shapes);
+BENCHMARK(BM_loss<float, Loss::NKD>)->Name("nkd/f32")->Apply(shapes);
+BENCHMARK(BM_loss<float, Loss::RLD>)->Name("rld/f32")->Apply(shapes);
+BENCHMARK(BM_loss<float, Loss::RLDStd>)->Name("rld_std/f32")->Apply(shapes);
+BENCHMARK(BM_loss<float, Loss::USKD>)->Name("uskd/f32")->Apply(shapes);
+
+}  // namespace
