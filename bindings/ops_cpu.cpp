@@ -10,6 +10,7 @@
 #include <fusedkd/fusedkd.hpp>
 
 #include "checks.hpp"
+#include "op_args.hpp"
 
 namespace fusedkd::binding {
 namespace {
@@ -82,67 +83,35 @@ std::tuple<Tensor, Tensor> run_row_local(Rows rows, const Params& params, const 
 
 std::tuple<Tensor, Tensor> kd_cpu(Tensor student, Tensor teacher, double temperature, std::string reduction,
                                   bool compute_grad) {
-  check_logits(student, "student_logits");
-  check_pair(student, teacher, "teacher_logits");
-  check_temperature(temperature, "temperature");
-  const Reduction r = reduction_from(reduction);
-  KDParams p;
-  p.temperature = temperature;
-  return run_row_local(RowLocal<KD>{}, p, student, &teacher, nullptr, -100, r, compute_grad);
+  check_inputs(student, teacher, "teacher_logits", nullptr, KD<float>::min_classes);
+  const KDParams p = kd_params(temperature);
+  return run_row_local(RowLocal<KD>{}, p, student, &teacher, nullptr, -100, reduction_from(reduction), compute_grad);
 }
 
 std::tuple<Tensor, Tensor> dkd_cpu(Tensor student, Tensor teacher, Tensor target, double alpha, double beta,
                                    double temperature, std::string reduction, int64_t ignore_index,
                                    bool compute_grad) {
-  check_logits(student, "student_logits");
-  check_pair(student, teacher, "teacher_logits");
-  check_target(student, target);
-  check_min_classes(student, DKD<float>::min_classes);
-  check_finite(alpha, "alpha");
-  check_finite(beta, "beta");
-  check_temperature(temperature, "temperature");
-  const Reduction r = reduction_from(reduction);
-  DKDParams p;
-  p.alpha = alpha;
-  p.beta = beta;
-  p.temperature = temperature;
-  return run_row_local(RowLocal<DKD>{}, p, student, &teacher, &target, ignore_index, r, compute_grad);
+  check_inputs(student, teacher, "teacher_logits", &target, DKD<float>::min_classes);
+  const DKDParams p = dkd_params(alpha, beta, temperature);
+  return run_row_local(RowLocal<DKD>{}, p, student, &teacher, &target, ignore_index, reduction_from(reduction),
+                       compute_grad);
 }
 
 std::tuple<Tensor, Tensor> nkd_cpu(Tensor student, Tensor teacher, Tensor target, double temperature, double gamma,
                                    std::string reduction, int64_t ignore_index, bool compute_grad) {
-  check_logits(student, "student_logits");
-  check_pair(student, teacher, "teacher_logits");
-  check_target(student, target);
-  check_min_classes(student, NKD<float>::min_classes);
-  check_temperature(temperature, "temperature");
-  check_finite(gamma, "gamma");
-  const Reduction r = reduction_from(reduction);
-  NKDParams p;
-  p.temperature = temperature;
-  p.gamma = gamma;
-  return run_row_local(RowLocal<NKD>{}, p, student, &teacher, &target, ignore_index, r, compute_grad);
+  check_inputs(student, teacher, "teacher_logits", &target, NKD<float>::min_classes);
+  const NKDParams p = nkd_params(temperature, gamma);
+  return run_row_local(RowLocal<NKD>{}, p, student, &teacher, &target, ignore_index, reduction_from(reduction),
+                       compute_grad);
 }
 
 std::tuple<Tensor, Tensor> rld_cpu(Tensor student, Tensor teacher, Tensor target, double alpha, double beta,
                                    double temperature, double alpha_temperature, bool logit_standardization,
                                    std::string reduction, int64_t ignore_index, bool compute_grad) {
-  check_logits(student, "student_logits");
-  check_pair(student, teacher, "teacher_logits");
-  check_target(student, target);
-  check_min_classes(student, RLD<float>::min_classes);
-  check_finite(alpha, "alpha");
-  check_finite(beta, "beta");
-  check_temperature(temperature, "temperature");
-  check_temperature(alpha_temperature, "alpha_temperature");
-  const Reduction r = reduction_from(reduction);
-  RLDParams p;
-  p.alpha = alpha;
-  p.beta = beta;
-  p.temperature = temperature;
-  p.alpha_temperature = alpha_temperature;
-  p.logit_standardization = logit_standardization;
-  return run_row_local(RLDRows{}, p, student, &teacher, &target, ignore_index, r, compute_grad);
+  check_inputs(student, teacher, "teacher_logits", &target, RLD<float>::min_classes);
+  const RLDParams p = rld_params(alpha, beta, temperature, alpha_temperature, logit_standardization);
+  return run_row_local(RLDRows{}, p, student, &teacher, &target, ignore_index, reduction_from(reduction),
+                       compute_grad);
 }
 
 // USKD: pass 1 (row statistics) in parallel, the batch mean of u, pass 2 (ranking, loss and both
@@ -150,18 +119,9 @@ std::tuple<Tensor, Tensor> rld_cpu(Tensor student, Tensor teacher, Tensor target
 std::tuple<Tensor, Tensor, Tensor> uskd_cpu(Tensor student_in, Tensor weak_in, Tensor target_in, double alpha,
                                             double beta, double mu, std::string reduction, int64_t ignore_index,
                                             bool compute_grad) {
-  check_logits(student_in, "student_logits");
-  check_pair(student_in, weak_in, "weak_logits");
-  check_target(student_in, target_in);
-  check_min_classes(student_in, 2);
-  check_finite(alpha, "alpha");
-  check_finite(beta, "beta");
-  check_finite(mu, "mu");
+  check_inputs(student_in, weak_in, "weak_logits", &target_in, 2);
+  const USKDParams p = uskd_params(student_in, weak_in, alpha, beta, mu);
   const Reduction reduction_kind = reduction_from(reduction);
-  USKDParams p;
-  p.alpha = alpha;
-  p.beta = beta;
-  p.mu = mu;
   const Tensor student = with_unit_column_stride(student_in);
   const Tensor weak = with_unit_column_stride(weak_in);
   const Tensor target = contiguous_1d(target_in);
@@ -169,9 +129,6 @@ std::tuple<Tensor, Tensor, Tensor> uskd_cpu(Tensor student_in, Tensor weak_in, T
   Tensor loss = new_loss(student, reduction_kind);
   Tensor grad_s = new_grad(student, compute_grad);
   Tensor grad_w = new_grad(weak, compute_grad);
-  STD_TORCH_CHECK(weak.scalar_type() == student.scalar_type(),
-                  "weak_logits must have the dtype of student_logits (", dtype_name(student.scalar_type()), "), got ",
-                  dtype_name(weak.scalar_type()));
 
   dispatch_one(student.scalar_type(), [&](auto ts) {
     using TS = typename decltype(ts)::type;

@@ -19,6 +19,7 @@
 
 #include "../kernels/api.hpp"
 #include "checks.hpp"
+#include "op_args.hpp"
 
 namespace fusedkd::binding {
 namespace {
@@ -123,106 +124,63 @@ std::tuple<Tensor, Tensor, Tensor> run(const Params& params, const Tensor& stude
   return {loss, grad, grad2};
 }
 
-// Checks common to the losses with a teacher and a target.
-void check_teacher_target(const Tensor& student, const Tensor& teacher, const Tensor* target) {
-  check_logits(student, "student_logits");
+// The shared checks (op_args.hpp) plus: every tensor on the same CUDA device.
+void check_on_cuda(const Tensor& student, const Tensor& second, const char* second_name, const Tensor* target) {
   check_cuda_tensor(student, "student_logits");
-  check_pair(student, teacher, "teacher_logits");
-  check_same_cuda_device(student, teacher, "teacher_logits");
-  if (target) {
-    check_target(student, *target);
-    check_same_cuda_device(student, *target, "target");
-  }
+  check_same_cuda_device(student, second, second_name);
+  if (target) check_same_cuda_device(student, *target, "target");
+}
+
+template <class Params, class Kernel>
+std::tuple<Tensor, Tensor> run_teacher_loss(const Params& p, const Tensor& student, const Tensor& teacher,
+                                            const Tensor* target, int64_t ignore_index, const std::string& reduction,
+                                            bool compute_grad, Kernel kernel) {
+  auto out = run(p, student, teacher, target, ignore_index, reduction_from(reduction), compute_grad, false, kernel);
+  return {std::get<0>(out), std::get<1>(out)};
 }
 
 std::tuple<Tensor, Tensor> kd_cuda(Tensor student, Tensor teacher, double temperature, std::string reduction,
                                    bool compute_grad) {
-  check_teacher_target(student, teacher, nullptr);
-  check_temperature(temperature, "temperature");
-  check_min_classes(student, KD<float>::min_classes);
-  const Reduction r = reduction_from(reduction);
-  KDParams p;
-  p.temperature = temperature;
-  auto out = run(p, student, teacher, nullptr, -100, r, compute_grad, false,
-                 [](const KDParams& q, const LossCall& c) { kernels::kd(q, c); });
-  return {std::get<0>(out), std::get<1>(out)};
+  check_inputs(student, teacher, "teacher_logits", nullptr, KD<float>::min_classes);
+  check_on_cuda(student, teacher, "teacher_logits", nullptr);
+  return run_teacher_loss(kd_params(temperature), student, teacher, nullptr, -100, reduction, compute_grad,
+                          [](const KDParams& q, const LossCall& c) { kernels::kd(q, c); });
 }
 
 std::tuple<Tensor, Tensor> dkd_cuda(Tensor student, Tensor teacher, Tensor target, double alpha, double beta,
                                     double temperature, std::string reduction, int64_t ignore_index,
                                     bool compute_grad) {
-  check_teacher_target(student, teacher, &target);
-  check_min_classes(student, DKD<float>::min_classes);
-  check_finite(alpha, "alpha");
-  check_finite(beta, "beta");
-  check_temperature(temperature, "temperature");
-  const Reduction r = reduction_from(reduction);
-  DKDParams p;
-  p.alpha = alpha;
-  p.beta = beta;
-  p.temperature = temperature;
-  auto out = run(p, student, teacher, &target, ignore_index, r, compute_grad, false,
-                 [](const DKDParams& q, const LossCall& c) { kernels::dkd(q, c); });
-  return {std::get<0>(out), std::get<1>(out)};
+  check_inputs(student, teacher, "teacher_logits", &target, DKD<float>::min_classes);
+  check_on_cuda(student, teacher, "teacher_logits", &target);
+  return run_teacher_loss(dkd_params(alpha, beta, temperature), student, teacher, &target, ignore_index, reduction,
+                          compute_grad, [](const DKDParams& q, const LossCall& c) { kernels::dkd(q, c); });
 }
 
 std::tuple<Tensor, Tensor> nkd_cuda(Tensor student, Tensor teacher, Tensor target, double temperature, double gamma,
                                     std::string reduction, int64_t ignore_index, bool compute_grad) {
-  check_teacher_target(student, teacher, &target);
-  check_min_classes(student, NKD<float>::min_classes);
-  check_temperature(temperature, "temperature");
-  check_finite(gamma, "gamma");
-  const Reduction r = reduction_from(reduction);
-  NKDParams p;
-  p.temperature = temperature;
-  p.gamma = gamma;
-  auto out = run(p, student, teacher, &target, ignore_index, r, compute_grad, false,
-                 [](const NKDParams& q, const LossCall& c) { kernels::nkd(q, c); });
-  return {std::get<0>(out), std::get<1>(out)};
+  check_inputs(student, teacher, "teacher_logits", &target, NKD<float>::min_classes);
+  check_on_cuda(student, teacher, "teacher_logits", &target);
+  return run_teacher_loss(nkd_params(temperature, gamma), student, teacher, &target, ignore_index, reduction,
+                          compute_grad, [](const NKDParams& q, const LossCall& c) { kernels::nkd(q, c); });
 }
 
 std::tuple<Tensor, Tensor> rld_cuda(Tensor student, Tensor teacher, Tensor target, double alpha, double beta,
                                     double temperature, double alpha_temperature, bool logit_standardization,
                                     std::string reduction, int64_t ignore_index, bool compute_grad) {
-  check_teacher_target(student, teacher, &target);
-  check_min_classes(student, RLD<float>::min_classes);
-  check_finite(alpha, "alpha");
-  check_finite(beta, "beta");
-  check_temperature(temperature, "temperature");
-  check_temperature(alpha_temperature, "alpha_temperature");
-  const Reduction r = reduction_from(reduction);
-  RLDParams p;
-  p.alpha = alpha;
-  p.beta = beta;
-  p.temperature = temperature;
-  p.alpha_temperature = alpha_temperature;
-  p.logit_standardization = logit_standardization;
-  auto out = run(p, student, teacher, &target, ignore_index, r, compute_grad, false,
-                 [](const RLDParams& q, const LossCall& c) { kernels::rld(q, c); });
-  return {std::get<0>(out), std::get<1>(out)};
+  check_inputs(student, teacher, "teacher_logits", &target, RLD<float>::min_classes);
+  check_on_cuda(student, teacher, "teacher_logits", &target);
+  return run_teacher_loss(rld_params(alpha, beta, temperature, alpha_temperature, logit_standardization), student,
+                          teacher, &target, ignore_index, reduction, compute_grad,
+                          [](const RLDParams& q, const LossCall& c) { kernels::rld(q, c); });
 }
 
 std::tuple<Tensor, Tensor, Tensor> uskd_cuda(Tensor student, Tensor weak, Tensor target, double alpha, double beta,
                                              double mu, std::string reduction, int64_t ignore_index,
                                              bool compute_grad) {
-  check_logits(student, "student_logits");
-  check_cuda_tensor(student, "student_logits");
-  check_pair(student, weak, "weak_logits");
-  check_same_cuda_device(student, weak, "weak_logits");
-  check_target(student, target);
-  check_same_cuda_device(student, target, "target");
-  check_min_classes(student, 2);
-  check_finite(alpha, "alpha");
-  check_finite(beta, "beta");
-  check_finite(mu, "mu");
-  STD_TORCH_CHECK(weak.scalar_type() == student.scalar_type(), "weak_logits must have the dtype of student_logits (",
-                  dtype_name(student.scalar_type()), "), got ", dtype_name(weak.scalar_type()));
-  const Reduction r = reduction_from(reduction);
-  USKDParams p;
-  p.alpha = alpha;
-  p.beta = beta;
-  p.mu = mu;
-  return run(p, student, weak, &target, ignore_index, r, compute_grad, true,
+  check_inputs(student, weak, "weak_logits", &target, 2);
+  check_on_cuda(student, weak, "weak_logits", &target);
+  const USKDParams p = uskd_params(student, weak, alpha, beta, mu);
+  return run(p, student, weak, &target, ignore_index, reduction_from(reduction), compute_grad, true,
              [](const USKDParams& q, const LossCall& c) { kernels::uskd(q, c); });
 }
 
