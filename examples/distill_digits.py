@@ -8,7 +8,7 @@ initialisation with each loss, using the reference trainers' recipes:
     DKD    CE + min(epoch/20, 1)·DKD           (mdistiller, warm-up)
     NKD    CE + NKD                            (cls_KD)
     USKD   CE + USKD, teacher-free             (cls_KD; weak head on the student's hidden feature)
-    RLD    CE + RLD                            (zju-SWJ/RLD)
+    RLD    CE + min(epoch/20, 1)·RLD           (zju-SWJ/RLD: CFG.RLD.CE_WEIGHT = 1, WARMUP = 20)
 
 It prints test accuracy per loss (mean ± std over seeds) and the time of one loss step
 (forward + backward of the loss alone, on the training batch shape), fused vs the pure-PyTorch
@@ -62,31 +62,23 @@ class MLP(nn.Module):
 
 
 # ----------------------------------------------------------------------------- losses per recipe
-# Each builder returns loss(logits, feature, y, teacher_logits, epoch, impl) where impl is the
-# module holding kd_loss/dkd_loss/... (fusedkd itself, or fusedkd.reference).
+# One builder per loss: loss(logits, feature, y, teacher_logits, epoch, uskd_module). A loss appears
+# only when fusedkd has its function (and, for the timing column, fusedkd.reference too).
+RECIPES = {
+    "CE": (None, lambda s, f, y, t, epoch, u: F.cross_entropy(s, y)),
+    "KD": ("kd_loss", lambda s, f, y, t, epoch, u: 0.1 * F.cross_entropy(s, y) + 0.9 * fusedkd.kd_loss(s, t)),
+    "DKD": ("dkd_loss", lambda s, f, y, t, epoch, u: F.cross_entropy(s, y) + min(epoch / 20, 1.0) * fusedkd.dkd_loss(s, t, y)),
+    "NKD": ("nkd_loss", lambda s, f, y, t, epoch, u: F.cross_entropy(s, y) + fusedkd.nkd_loss(s, t, y)),
+    "USKD": ("uskd_loss", lambda s, f, y, t, epoch, u: F.cross_entropy(s, y) + u(f, s, y)),  # teacher-free
+    "RLD": ("rld_loss", lambda s, f, y, t, epoch, u: F.cross_entropy(s, y) + min(epoch / 20, 1.0) * fusedkd.rld_loss(s, t, y)),
+}
+LOSSES = [name for name, (fn, _) in RECIPES.items() if fn is None or hasattr(fusedkd, fn)]
+if "USKD" in LOSSES and not hasattr(fusedkd, "USKDLoss"):
+    LOSSES.remove("USKD")
 
 
-def recipe(name: str, hidden: int):
-    if name == "CE":
-        return lambda s, f, y, t, epoch, impl, extra: F.cross_entropy(s, y)
-    if name == "KD":
-        return lambda s, f, y, t, epoch, impl, extra: 0.1 * F.cross_entropy(s, y) + 0.9 * impl.kd_loss(s, t)
-    if name == "DKD":
-        return lambda s, f, y, t, epoch, impl, extra: F.cross_entropy(s, y) + min(epoch / 20, 1.0) * impl.dkd_loss(s, t, y)
-    if name == "NKD":
-        return lambda s, f, y, t, epoch, impl, extra: F.cross_entropy(s, y) + impl.nkd_loss(s, t, y)
-    if name == "RLD":
-        return lambda s, f, y, t, epoch, impl, extra: F.cross_entropy(s, y) + impl.rld_loss(s, t, y)
-    if name == "USKD":
-        return lambda s, f, y, t, epoch, impl, extra: F.cross_entropy(s, y) + impl.uskd_loss(s, extra(f), y)
-    raise ValueError(name)
-
-
-LOSSES = ["CE", "KD", "DKD", "NKD", "USKD", "RLD"]
-
-
-def train(model, loss_fn, x, y, teacher_logits, epochs, seed, weak_head=None, batch=128, lr=0.05):
-    params = list(model.parameters()) + (list(weak_head.parameters()) if weak_head else [])
+def train(model, loss_fn, x, y, teacher_logits, epochs, seed, uskd=None, batch=128, lr=0.05):
+    params = list(model.parameters()) + (list(uskd.parameters()) if uskd is not None else [])
     opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=5e-4)
     g = torch.Generator().manual_seed(seed)
     for epoch in range(epochs):
@@ -95,7 +87,7 @@ def train(model, loss_fn, x, y, teacher_logits, epochs, seed, weak_head=None, ba
             idx = perm[k : k + batch]
             logits, feature = model(x[idx])
             t = teacher_logits[idx] if teacher_logits is not None else None
-            loss = loss_fn(logits, feature, y[idx], t, epoch, fusedkd, weak_head)
+            loss = loss_fn(logits, feature, y[idx], t, epoch, uskd)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -107,29 +99,30 @@ def accuracy(model, x, y) -> float:
     return (model(x)[0].argmax(1) == y).float().mean().item() * 100
 
 
-def step_time(name: str, impl, shape, repeats: int = 200) -> float:
-    """Median microseconds of forward+backward of the loss term alone."""
+def step_times(name: str, shape, repeats: int = 300) -> tuple[float, float]:
+    """Median microseconds of forward+backward of the loss term alone: (fused, reference).
+
+    The two are timed alternately, run by run, so that load from other processes hits both alike."""
     g = torch.Generator().manual_seed(0)
     s = torch.randn(*shape, generator=g).requires_grad_(True)
     t = torch.randn(*shape, generator=g)
-    w = torch.randn(*shape, generator=g).requires_grad_(True)
+    w = torch.randn(*shape, generator=g).requires_grad_(True)  # USKD's weak logits
     y = torch.randint(0, shape[1], (shape[0],), generator=g)
     calls = {
-        "KD": lambda: impl.kd_loss(s, t),
-        "DKD": lambda: impl.dkd_loss(s, t, y),
-        "NKD": lambda: impl.nkd_loss(s, t, y),
-        "USKD": lambda: impl.uskd_loss(s, w, y),
-        "RLD": lambda: impl.rld_loss(s, t, y),
+        "KD": lambda m: m.kd_loss(s, t),
+        "DKD": lambda m: m.dkd_loss(s, t, y),
+        "NKD": lambda m: m.nkd_loss(s, t, y),
+        "USKD": lambda m: m.uskd_loss(s, w, y),
+        "RLD": lambda m: m.rld_loss(s, t, y),
     }
-    fn = calls[name]
-    for _ in range(20):
-        fn().backward()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn().backward()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e6
+    times = {fusedkd: [], reference: []}
+    for k in range(repeats + 20):
+        for impl in times:
+            t0 = time.perf_counter()
+            calls[name](impl).backward()
+            if k >= 20:  # the first 20 are warm-up
+                times[impl].append(time.perf_counter() - t0)
+    return statistics.median(times[fusedkd]) * 1e6, statistics.median(times[reference]) * 1e6
 
 
 def main():
@@ -144,7 +137,7 @@ def main():
     print(f"digits: {x_tr.shape[0]} train / {x_te.shape[0]} test samples, 64 features, 10 classes; torch {torch.__version__}")
 
     torch.manual_seed(0)
-    teacher = train(MLP(256, depth=2), recipe("CE", 256), x_tr, y_tr, None, args.epochs, seed=0)
+    teacher = train(MLP(256, depth=2), RECIPES["CE"][1], x_tr, y_tr, None, args.epochs, seed=0)
     teacher.eval()
     with torch.no_grad():
         teacher_logits = teacher(x_tr)[0]
@@ -156,8 +149,9 @@ def main():
     for name, seed in tqdm(runs, desc="training students", unit="run"):
         torch.manual_seed(100 + seed)  # the same initial student for every loss
         student = MLP(hidden)
-        weak_head = nn.Linear(hidden, NUM_CLASSES) if name == "USKD" else None
-        train(student, recipe(name, hidden), x_tr, y_tr, teacher_logits, args.epochs, seed=seed, weak_head=weak_head)
+        # USKD's weak head: a linear layer on the student's hidden feature, owned by the loss module.
+        uskd = fusedkd.USKDLoss(in_features=hidden, num_classes=NUM_CLASSES) if name == "USKD" else None
+        train(student, RECIPES[name][1], x_tr, y_tr, teacher_logits, args.epochs, seed=seed, uskd=uskd)
         results[name].append(accuracy(student, x_te, y_te))
 
     shape = (128, NUM_CLASSES)
@@ -171,13 +165,13 @@ def main():
     for name in LOSSES:
         accs = results[name]
         acc = f"{statistics.mean(accs):.2f} ± {statistics.pstdev(accs):.2f}"
-        if name == "CE":
+        if name == "CE" or not hasattr(reference, RECIPES[name][0]):
             lines.append(f"| {name} | {acc} | — | — | — |")
             continue
-        fused_us, ref_us = step_time(name, fusedkd, shape), step_time(name, reference, shape)
+        fused_us, ref_us = step_times(name, shape)
         lines.append(f"| {name} | {acc} | {fused_us:.1f} | {ref_us:.1f} | {ref_us / fused_us:.1f}× |")
     lines += ["", f"Loss step = forward+backward of the loss term on a [{shape[0]}, {shape[1]}] fp32 batch, "
-              f"median of 200 runs, CPU, {torch.get_num_threads()} threads. Total run time {time.time() - start:.0f} s."]
+              f"median of 300 runs alternating fused and reference, CPU, {torch.get_num_threads()} threads. Total run time {time.time() - start:.0f} s."]
     table = "\n".join(lines)
     print(table)
     if args.out:
