@@ -88,15 +88,8 @@ A run_rld(const RLDParams& params, const LogitsView<TS, TT>& x, const LabelsView
   validate_shape<RLD<A>>(x);
   require(labels.data != nullptr || x.rows == 0, "target: RLD needs labels");
   validate_labels(labels, x.rows, x.cols);
-  const std::int64_t counted = count_counted_rows(labels, x.rows);
-  if (reduction != Reduction::None) out.grad_scale = reduction_scale<A>(reduction, counted);
-  std::vector<A> scratch;
-  if (!out.row_loss) {
-    scratch.resize(std::size_t(x.rows));
-    out.row_loss = scratch.data();
-  }
-  rld_rows(params, x, labels, out, 0, x.rows);
-  return A(sum_rows(out.row_loss, x.rows) * double(reduction_scale<A>(reduction, counted)));
+  return run_batch<A>(reduction, x.rows, count_counted_rows(labels, x.rows), out,
+                      [&](const RowOutputs<A, TG>& o) { rld_rows(params, x, labels, o, 0, x.rows); });
 }
 
 }  // namespace fusedkd::cpu

@@ -74,6 +74,22 @@ template <class A> double sum_rows(const A* row_loss, std::int64_t rows) {
   return total;
 }
 
+// What every whole-batch run does around its row passes: sets out.grad_scale from the reduction,
+// gives the rows loss storage when the caller asked for none, runs `rows(out)` on all rows and
+// returns the reduced loss (for Reduction::None the sum of the row losses). Out is RowOutputs or
+// USKDOutputs (both have row_loss and grad_scale).
+template <class A, class Out, class Rows>
+A run_batch(Reduction reduction, std::int64_t rows, std::int64_t counted, Out out, Rows&& run) {
+  if (reduction != Reduction::None) out.grad_scale = reduction_scale<A>(reduction, counted);
+  std::vector<A> scratch;
+  if (!out.row_loss) {
+    scratch.resize(std::size_t(rows));
+    out.row_loss = scratch.data();
+  }
+  run(out);
+  return A(sum_rows(out.row_loss, rows) * double(reduction_scale<A>(reduction, counted)));
+}
+
 // The whole loss on one thread: validates labels, counts rows, runs every row and reduces.
 // Returns the reduced loss (batchmean / sum); for Reduction::None the per-row losses are in
 // out.row_loss and the return value is their sum. out.grad_scale is set from the reduction.
@@ -83,15 +99,8 @@ A run_loss(const Params& params, const LogitsView<TS, TT>& x, const LabelsView<T
   validate(params);
   validate_shape<Loss<A>>(x);
   validate_labels(labels, x.rows, x.cols);
-  const std::int64_t counted = count_counted_rows(labels, x.rows);
-  if (reduction != Reduction::None) out.grad_scale = reduction_scale<A>(reduction, counted);
-  std::vector<A> scratch;
-  if (!out.row_loss) {
-    scratch.resize(std::size_t(x.rows));
-    out.row_loss = scratch.data();
-  }
-  run_rows<Loss>(params, x, labels, out, 0, x.rows);
-  return A(sum_rows(out.row_loss, x.rows) * double(reduction_scale<A>(reduction, counted)));
+  return run_batch<A>(reduction, x.rows, count_counted_rows(labels, x.rows), out,
+                      [&](const RowOutputs<A, TG>& o) { run_rows<Loss>(params, x, labels, o, 0, x.rows); });
 }
 
 }  // namespace fusedkd::cpu

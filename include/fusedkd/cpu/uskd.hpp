@@ -143,18 +143,13 @@ A run_uskd(const USKDParams& params, const StudentWeakView<TS, TW>& x, const Lab
   validate_uskd_shape(x);
   require(labels.data != nullptr || x.rows == 0, "target: USKD needs labels");
   validate_labels(labels, x.rows, x.cols);
-  const std::int64_t counted = count_counted_rows(labels, x.rows);
-  if (reduction != Reduction::None) out.grad_scale = reduction_scale<A>(reduction, counted);
-  std::vector<A> scratch;
-  if (!out.row_loss) {
-    scratch.resize(std::size_t(x.rows));
-    out.row_loss = scratch.data();
-  }
-  std::vector<USKDRowStats<A>> stats(std::size_t(x.rows));
-  uskd_stats_rows(params, x, labels, stats.data(), 0, x.rows);
-  const A mean_u = uskd_mean_u(stats.data(), labels, x.rows);
-  uskd_rows(params, x, labels, stats.data(), mean_u, out, 0, x.rows);
-  return A(sum_rows(out.row_loss, x.rows) * double(reduction_scale<A>(reduction, counted)));
+  return run_batch<A>(reduction, x.rows, count_counted_rows(labels, x.rows), out,
+                      [&](const USKDOutputs<A, TG>& o) {
+                        std::vector<USKDRowStats<A>> stats(std::size_t(x.rows));
+                        uskd_stats_rows(params, x, labels, stats.data(), 0, x.rows);
+                        const A mean_u = uskd_mean_u(stats.data(), labels, x.rows);
+                        uskd_rows(params, x, labels, stats.data(), mean_u, o, 0, x.rows);
+                      });
 }
 
 }  // namespace fusedkd::cpu
