@@ -49,13 +49,7 @@ void run_rows(const Params& params, const LogitsView<TS, TT>& x, const LabelsVie
         for (std::int64_t j = 0; j < C; ++j) g[j] = from_acc<TG>(A(0));
       continue;
     }
-    RowInput<A> in;
-    in.y = labels.label(i);
-    if (in.y >= 0) {
-      in.s_y = to_acc(s[in.y]);
-      in.t_y = t ? A(to_acc(t[in.y])) : A(0);
-    }
-    const typename L::Context ctx(params, in);
+    const typename L::Context ctx(params, gather_row_input<A>(s, t, labels.label(i)));
     const typename L::Stats st = reduce_columns<typename L::Stats>(C, [&](typename L::Stats& part, std::int64_t j) {
       part.push(ctx, j, A(to_acc(s[j])), t ? A(to_acc(t[j])) : A(0));
     });

@@ -150,12 +150,8 @@ __device__ __forceinline__ void row_local_full(const Params& params, const RowLo
   const TS* s = a.s + (kind == RowKind::Absent ? 0 : i * a.s_stride);
   const TT* t = a.t + (kind == RowKind::Absent ? 0 : i * a.t_stride);
 
-  RowInput<A> in;
+  RowInput<A> in = active ? gather_row_input<A>(s, t, y) : RowInput<A>{};
   in.y = y;
-  if (active && y >= 0) {
-    in.s_y = A(load_elem(s + y));
-    in.t_y = A(load_elem(t + y));
-  }
   const typename L::Context ctx(params, in);
   typename L::Stats st;
   if (active) for_cols<K, A>(s, t, 0, C, w.lane, w.width, vec, [&](long long j, A sj, A tj) { st.push(ctx, j, sj, tj); });
@@ -297,13 +293,7 @@ __global__ void __launch_bounds__(SplitKernelTraits::kThreads)
   if (kind != RowKind::Normal) return;  // uniform over the block; the gradient kernel handles such rows
   const TS* s = a.s + i * a.s_stride;
   const TT* t = a.t + i * a.t_stride;
-  RowInput<A> in;
-  in.y = y;
-  if (y >= 0) {
-    in.s_y = A(load_elem(s + y));
-    in.t_y = A(load_elem(t + y));
-  }
-  const typename L::Context ctx(params, in);
+  const typename L::Context ctx(params, gather_row_input<A>(s, t, y));
   const std::int64_t c0 = std::int64_t(split) * a.chunk;
   const std::int64_t c1 = c0 + a.chunk < a.cols ? c0 + a.chunk : a.cols;
   Stats st;
@@ -335,13 +325,7 @@ __global__ void __launch_bounds__(SplitKernelTraits::kThreads)
   }
   const TS* s = a.s + i * a.s_stride;
   const TT* t = a.t + i * a.t_stride;
-  RowInput<A> in;
-  in.y = y;
-  if (y >= 0) {
-    in.s_y = A(load_elem(s + y));
-    in.t_y = A(load_elem(t + y));
-  }
-  const typename L::Context ctx(params, in);
+  const typename L::Context ctx(params, gather_row_input<A>(s, t, y));
   const Stats* part = static_cast<const Stats*>(a.partials) + i * a.splits;
   Stats st = part[0];
   for (int k = 1; k < a.splits; ++k) st.merge(part[k]);
