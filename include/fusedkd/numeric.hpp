@@ -142,4 +142,8 @@ FUSEDKD_HD_INLINE double log_(double x) { return ::log(x); }
 
 template <class A> FUSEDKD_HD_INLINE A neg_inf() { return -A(INFINITY); }
 
+// c ? a : b. The loss policies write their per-column branches with select so that the same
+// code runs on scalars (CUDA, scalar CPU) and on SIMD lanes (cpu/lanes.hpp overloads it for masks).
+template <class A> FUSEDKD_HD_FORCEINLINE A select(bool c, A a, A b) { return c ? a : b; }
+
 }  // namespace fusedkd

@@ -15,13 +15,16 @@ template <class A> struct OnlineLSE {
   A m = neg_inf<A>();
   A z = A(0);
 
-  FUSEDKD_HD void push(A x) {
+  FUSEDKD_HD_FORCEINLINE void push(A x) {
     if (x > m) {
       z = z * exp_(m - x) + A(1);  // rescale the old sum to the new max; exp(-inf) = 0 at start
       m = x;
     } else if (x > neg_inf<A>()) {  // exp(-inf - -inf) would be NaN
       z += exp_(x - m);
     }
+  }
+  FUSEDKD_HD_FORCEINLINE void push(A x, bool keep) {  // x joins the set only where keep
+    if (keep) push(x);
   }
   FUSEDKD_HD void merge(const OnlineLSE& o) {
     if (o.m > m) {
@@ -42,7 +45,7 @@ template <class A> struct OnlineLSEDot {
   A z = A(0);
   A d = A(0);
 
-  FUSEDKD_HD void push(A x, A v) {
+  FUSEDKD_HD_FORCEINLINE void push(A x, A v) {
     if (x > m) {
       const A scale = exp_(m - x);
       z = z * scale + A(1);
@@ -53,6 +56,9 @@ template <class A> struct OnlineLSEDot {
       z += w;
       d += w * v;
     }
+  }
+  FUSEDKD_HD_FORCEINLINE void push(A x, A v, bool keep) {
+    if (keep) push(x, v);
   }
   FUSEDKD_HD void merge(const OnlineLSEDot& o) {
     if (o.m > m) {
@@ -102,6 +108,21 @@ template <class A> struct OnlineTopLSE {
   }
   FUSEDKD_HD A lse() const { return m + log_(A(1) + rest); }
   FUSEDKD_HD A lse_rest() const { return m + log_(rest); }  // -inf when only one element
+};
+
+// The state a policy's statistics keep for a value type V: the types above for scalars; the CPU
+// executor specializes these for its SIMD lanes (cpu/lane_accumulators.hpp), so a policy's
+// StatsT<V> is written once for both.
+template <class V> struct Accumulators {
+  using LSE = OnlineLSE<V>;
+  using LSEDot = OnlineLSEDot<V>;
+};
+template <class V> using LSEState = typename Accumulators<V>::LSE;
+template <class V> using LSEDotState = typename Accumulators<V>::LSEDot;
+
+// Member-wise merge of two states that list their members with zip() (see the loss policies).
+struct MergeMembers {
+  template <class S> FUSEDKD_HD void operator()(S& into, const S& from) const { into.merge(from); }
 };
 
 // log(exp(a) + exp(b)), exact when either is -inf.

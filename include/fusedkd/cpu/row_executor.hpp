@@ -3,16 +3,23 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "../batch.hpp"
 #include "../numeric.hpp"
 #include "../reduction.hpp"
+#include "../row.hpp"
+#include "isa.hpp"
+#include "lane_accumulators.hpp"
+#include "lanes.hpp"
 
 namespace fusedkd::cpu {
 
-// Columns per block of reduce_columns.
+// Columns per block of reduce_columns (scalar path) and of the SIMD path (each of its W lanes
+// sums kLaneColumnBlock / W columns before the lanes merge).
 constexpr std::int64_t kColumnBlock = 256;
+constexpr std::int64_t kLaneColumnBlock = 1024;
 
 // Reduces columns [0, C) into a mergeable state S: push(part, j) for the columns of each block
 // of kColumnBlock into a fresh state, then merge the blocks in order. A single sequential float
@@ -33,10 +40,19 @@ template <class S, class Push> S reduce_columns(std::int64_t C, Push&& push) {
   return total;
 }
 
-// Runs Loss on rows [row_begin, row_end). Labels must have been validated (validate_labels).
+namespace detail {
+
+// Writes a zero gradient and loss for an ignored row.
+template <class A, class TG> void write_ignored_row(const RowOutputs<A, TG>& out, std::int64_t i, TG* g, std::int64_t C) {
+  if (out.row_loss) out.row_loss[i] = A(0);
+  if (g)
+    for (std::int64_t j = 0; j < C; ++j) g[j] = from_acc<TG>(A(0));
+}
+
+// Scalar rows: one push per column (any accumulation type, e.g. fp64).
 template <template <class> class Loss, class Params, class TS, class TT, class TL, class A, class TG>
-void run_rows(const Params& params, const LogitsView<TS, TT>& x, const LabelsView<TL>& labels,
-              const RowOutputs<A, TG>& out, std::int64_t row_begin, std::int64_t row_end) {
+void run_rows_scalar(const Params& params, const LogitsView<TS, TT>& x, const LabelsView<TL>& labels,
+                     const RowOutputs<A, TG>& out, std::int64_t row_begin, std::int64_t row_end) {
   using L = Loss<A>;
   const std::int64_t C = x.cols;
   for (std::int64_t i = row_begin; i < row_end; ++i) {
@@ -44,9 +60,7 @@ void run_rows(const Params& params, const LogitsView<TS, TT>& x, const LabelsVie
     const TT* t = L::uses_teacher ? x.teacher + i * x.teacher_row_stride : nullptr;
     TG* g = out.grad ? out.grad + i * out.grad_row_stride : nullptr;
     if (labels.ignored(i)) {
-      if (out.row_loss) out.row_loss[i] = A(0);
-      if (g)
-        for (std::int64_t j = 0; j < C; ++j) g[j] = from_acc<TG>(A(0));
+      write_ignored_row(out, i, g, C);
       continue;
     }
     const typename L::Context ctx(params, gather_row_input<A>(s, t, labels.label(i)));
@@ -58,6 +72,81 @@ void run_rows(const Params& params, const LogitsView<TS, TT>& x, const LabelsVie
     if (g)
       for (std::int64_t j = 0; j < C; ++j)
         g[j] = from_acc<TG>(out.grad_scale * L::grad(ctx, r, j, A(to_acc(s[j])), t ? A(to_acc(t[j])) : A(0)));
+  }
+}
+
+// SIMD rows (fp32 accumulation): the policy's StatsT / grad run on W columns at a time. Per
+// block of kLaneColumnBlock columns the lanes are reduced into a scalar state (in lane order), the
+// block's remainder columns are pushed to it one by one, and the blocks merge in order, so the
+// result depends only on C and W. Always inlined into an instruction-set-specific caller.
+template <template <class> class Loss, int W, class Params, class TS, class TT, class TL, class TG>
+FUSEDKD_LANES_INLINE void run_rows_lanes(const Params& params, const LogitsView<TS, TT>& x,
+                                         const LabelsView<TL>& labels, const RowOutputs<float, TG>& out,
+                                         std::int64_t row_begin, std::int64_t row_end) {
+  using L = Loss<float>;
+  using V = FloatLanes<W>;
+  using Lanes = typename L::template StatsT<V>;
+  static_assert(L::uses_teacher, "the row-local losses read a teacher row");
+  const std::int64_t C = x.cols;
+  for (std::int64_t i = row_begin; i < row_end; ++i) {
+    const TS* s = x.student + i * x.student_row_stride;
+    const TT* t = x.teacher + i * x.teacher_row_stride;
+    TG* g = out.grad ? out.grad + i * out.grad_row_stride : nullptr;
+    if (labels.ignored(i)) {
+      write_ignored_row(out, i, g, C);
+      continue;
+    }
+    const typename L::Context ctx(params, gather_row_input<float>(s, t, labels.label(i)));
+    typename L::Stats st;
+    for (std::int64_t j0 = 0; j0 < C; j0 += kLaneColumnBlock) {
+      const std::int64_t j1 = j0 + kLaneColumnBlock < C ? j0 + kLaneColumnBlock : C;
+      Lanes lanes;
+      std::int64_t j = j0;
+      for (; j + W <= j1; j += W) lanes.push(ctx, IndexLanes<W>::iota(j), load_lanes<W>(s + j), load_lanes<W>(t + j));
+      typename L::Stats part;
+      lanes.zip(part, ReduceLanes{});
+      for (; j < j1; ++j) part.push(ctx, j, float(to_acc(s[j])), float(to_acc(t[j])));
+      if (j0 == 0)
+        st = part;
+      else
+        st.merge(part);
+    }
+    const typename L::Row r = L::finalize(ctx, st);
+    if (out.row_loss) out.row_loss[i] = r.loss;
+    if (!g) continue;
+    std::int64_t j = 0;
+    for (; j + W <= C; j += W)
+      store_lanes(g + j, V(out.grad_scale) * L::grad(ctx, r, IndexLanes<W>::iota(j), load_lanes<W>(s + j),
+                                                      load_lanes<W>(t + j)));
+    for (; j < C; ++j)
+      g[j] = from_acc<TG>(out.grad_scale * L::grad(ctx, r, j, float(to_acc(s[j])), float(to_acc(t[j]))));
+  }
+}
+
+#if FUSEDKD_CPU_AVX2_DISPATCH
+template <template <class> class Loss, class... Args> __attribute__((target("avx2,fma"))) void run_rows_avx2(const Args&... args) {
+  run_rows_lanes<Loss, kAvx2Lanes>(args...);
+}
+#endif
+template <template <class> class Loss, class... Args> void run_rows_baseline(const Args&... args) {
+  run_rows_lanes<Loss, kBaselineLanes>(args...);
+}
+
+}  // namespace detail
+
+// Runs Loss on rows [row_begin, row_end). Labels must have been validated (validate_labels).
+// fp32 accumulation takes the SIMD path (AVX2 when the CPU has it, else 128-bit lanes), fp64 the
+// scalar one.
+template <template <class> class Loss, class Params, class TS, class TT, class TL, class A, class TG>
+void run_rows(const Params& params, const LogitsView<TS, TT>& x, const LabelsView<TL>& labels,
+              const RowOutputs<A, TG>& out, std::int64_t row_begin, std::int64_t row_end) {
+  if constexpr (std::is_same_v<A, float> && Loss<A>::uses_teacher && is_lane_element<TS> && is_lane_element<TT>) {
+#if FUSEDKD_CPU_AVX2_DISPATCH
+    if (cpu_has_avx2()) return detail::run_rows_avx2<Loss>(params, x, labels, out, row_begin, row_end);
+#endif
+    detail::run_rows_baseline<Loss>(params, x, labels, out, row_begin, row_end);
+  } else {
+    detail::run_rows_scalar<Loss>(params, x, labels, out, row_begin, row_end);
   }
 }
 

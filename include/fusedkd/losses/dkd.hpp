@@ -47,19 +47,21 @@ template <class A> struct DKD {
           v_y(in.t_y * inv_tau) {}
   };
 
-  struct Stats {
-    OnlineLSE<A> s_nt;     // lse_nt(s/τ)
-    OnlineLSEDot<A> t_nt;  // lse_nt(t/τ) and the cross sum Σ_{j≠y} exp(v_j − m)(t_j − s_j)
-    FUSEDKD_HD void push(const Context& c, long long j, A sj, A tj) {
-      if (j == c.y) return;
-      s_nt.push(sj * c.inv_tau);
-      t_nt.push(tj * c.inv_tau, tj - sj);
+  template <class V> struct StatsT {
+    LSEState<V> s_nt;     // lse_nt(s/τ)
+    LSEDotState<V> t_nt;  // lse_nt(t/τ) and the cross sum Σ_{j≠y} exp(v_j − m)(t_j − s_j)
+    template <class J> FUSEDKD_HD_FORCEINLINE void push(const Context& c, J j, V sj, V tj) {
+      const auto nt = j != c.y;
+      s_nt.push(sj * c.inv_tau, nt);
+      t_nt.push(tj * c.inv_tau, tj - sj, nt);
     }
-    FUSEDKD_HD void merge(const Stats& o) {
-      s_nt.merge(o.s_nt);
-      t_nt.merge(o.t_nt);
+    template <class O, class F> FUSEDKD_HD void zip(O& o, F f) {
+      f(s_nt, o.s_nt);
+      f(t_nt, o.t_nt);
     }
+    FUSEDKD_HD void merge(const StatsT& o) { zip(o, MergeMembers{}); }
   };
+  using Stats = StatsT<A>;
 
   struct Row {
     A loss;
@@ -83,11 +85,11 @@ template <class A> struct DKD {
     return r;
   }
 
-  FUSEDKD_HD static A grad(const Context& c, const Row& r, long long j, A sj, A tj) {
-    if (j == c.y) return c.tau * c.alpha * r.target_gap;
-    const A q_s = exp_(sj * c.inv_tau - r.lse_nt_s);
-    const A q_t = exp_(tj * c.inv_tau - r.lse_nt_t);
-    return c.tau * (c.beta * (q_s - q_t) - c.alpha * r.target_gap * q_s);
+  template <class V, class J> FUSEDKD_HD_FORCEINLINE static V grad(const Context& c, const Row& r, J j, V sj, V tj) {
+    const V q_s = exp_(sj * c.inv_tau - r.lse_nt_s);
+    const V q_t = exp_(tj * c.inv_tau - r.lse_nt_t);
+    return select(j == c.y, c.tau * c.alpha * r.target_gap,
+                  c.tau * (c.beta * (q_s - q_t) - c.alpha * r.target_gap * q_s));
   }
 };
 

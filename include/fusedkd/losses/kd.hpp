@@ -28,18 +28,21 @@ template <class A> struct KD {
         : tau(A(p.temperature)), inv_tau(A(1) / A(p.temperature)) {}
   };
 
-  struct Stats {
-    OnlineLSE<A> s;     // lse(s/τ)
-    OnlineLSEDot<A> t;  // lse(t/τ) and Σ_j exp(t_j/τ − m_t) (t_j − s_j)
-    FUSEDKD_HD void push(const Context& c, long long, A sj, A tj) {
+  // Over columns j of values V (a scalar, or SIMD lanes on the CPU):
+  template <class V> struct StatsT {
+    LSEState<V> s;     // lse(s/τ)
+    LSEDotState<V> t;  // lse(t/τ) and Σ_j exp(t_j/τ − m_t) (t_j − s_j)
+    template <class J> FUSEDKD_HD_FORCEINLINE void push(const Context& c, J, V sj, V tj) {
       s.push(sj * c.inv_tau);
       t.push(tj * c.inv_tau, tj - sj);
     }
-    FUSEDKD_HD void merge(const Stats& o) {
-      s.merge(o.s);
-      t.merge(o.t);
+    template <class O, class F> FUSEDKD_HD void zip(O& o, F f) {
+      f(s, o.s);
+      f(t, o.t);
     }
+    FUSEDKD_HD void merge(const StatsT& o) { zip(o, MergeMembers{}); }
   };
+  using Stats = StatsT<A>;
 
   struct Row {
     A loss, lse_s, lse_t;
@@ -53,7 +56,7 @@ template <class A> struct KD {
     return r;
   }
 
-  FUSEDKD_HD static A grad(const Context& c, const Row& r, long long, A sj, A tj) {
+  template <class V, class J> FUSEDKD_HD_FORCEINLINE static V grad(const Context& c, const Row& r, J, V sj, V tj) {
     return c.tau * (exp_(sj * c.inv_tau - r.lse_s) - exp_(tj * c.inv_tau - r.lse_t));
   }
 };

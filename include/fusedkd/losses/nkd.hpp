@@ -44,25 +44,27 @@ template <class A> struct NKD {
           t_y(in.t_y) {}
   };
 
-  struct Stats {
-    OnlineLSE<A> s1_nt;    // lse_nt(s)      (temperature 1)
-    OnlineLSE<A> t1_nt;    // lse_nt(t)      (temperature 1)
-    OnlineLSE<A> s_nt;     // lse_nt(s/τ)
-    OnlineLSEDot<A> t_nt;  // lse_nt(t/τ) and the cross sum Σ_{j≠y} exp(t_j/τ − m) s_j
-    FUSEDKD_HD void push(const Context& c, long long j, A sj, A tj) {
-      if (j == c.y) return;
-      s1_nt.push(sj);
-      t1_nt.push(tj);
-      s_nt.push(sj * c.inv_tau);
-      t_nt.push(tj * c.inv_tau, sj);
+  template <class V> struct StatsT {
+    LSEState<V> s1_nt;    // lse_nt(s)      (temperature 1)
+    LSEState<V> t1_nt;    // lse_nt(t)      (temperature 1)
+    LSEState<V> s_nt;     // lse_nt(s/τ)
+    LSEDotState<V> t_nt;  // lse_nt(t/τ) and the cross sum Σ_{j≠y} exp(t_j/τ − m) s_j
+    template <class J> FUSEDKD_HD_FORCEINLINE void push(const Context& c, J j, V sj, V tj) {
+      const auto nt = j != c.y;
+      s1_nt.push(sj, nt);
+      t1_nt.push(tj, nt);
+      s_nt.push(sj * c.inv_tau, nt);
+      t_nt.push(tj * c.inv_tau, sj, nt);
     }
-    FUSEDKD_HD void merge(const Stats& o) {
-      s1_nt.merge(o.s1_nt);
-      t1_nt.merge(o.t1_nt);
-      s_nt.merge(o.s_nt);
-      t_nt.merge(o.t_nt);
+    template <class O, class F> FUSEDKD_HD void zip(O& o, F f) {
+      f(s1_nt, o.s1_nt);
+      f(t1_nt, o.t1_nt);
+      f(s_nt, o.s_nt);
+      f(t_nt, o.t_nt);
     }
+    FUSEDKD_HD void merge(const StatsT& o) { zip(o, MergeMembers{}); }
   };
+  using Stats = StatsT<A>;
 
   struct Row {
     A loss;
@@ -88,12 +90,11 @@ template <class A> struct NKD {
     return r;
   }
 
-  FUSEDKD_HD static A grad(const Context& c, const Row& r, long long j, A sj, A tj) {
-    if (j == c.y) return r.grad_y;
-    const A ps = exp_(sj - r.lse1_s);                      // p_s,j (temperature 1)
-    const A q_s = exp_(sj * c.inv_tau - r.lse_nt_s);        // q_s,j (τ)
-    const A q_t = exp_(tj * c.inv_tau - r.lse_nt_t);        // q_t,j (τ)
-    return r.pt_y * ps + c.gamma * c.tau * (q_s - q_t);
+  template <class V, class J> FUSEDKD_HD_FORCEINLINE static V grad(const Context& c, const Row& r, J j, V sj, V tj) {
+    const V ps = exp_(sj - r.lse1_s);                      // p_s,j (temperature 1)
+    const V q_s = exp_(sj * c.inv_tau - r.lse_nt_s);        // q_s,j (τ)
+    const V q_t = exp_(tj * c.inv_tau - r.lse_nt_t);        // q_t,j (τ)
+    return select(j == c.y, r.grad_y, r.pt_y * ps + c.gamma * c.tau * (q_s - q_t));
   }
 };
 

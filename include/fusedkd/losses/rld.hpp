@@ -46,7 +46,7 @@ template <class A> struct ScaledTopLSE {
   A k = A(0);
   long long arg = -1;
 
-  FUSEDKD_HD void push(A x, long long j, A scale) {
+  FUSEDKD_HD_FORCEINLINE void push(A x, long long j, A scale) {
     if (arg < 0) {
       m = x;
       arg = j;
@@ -74,6 +74,12 @@ template <class A> struct ScaledTopLSE {
   }
 };
 
+// ScaledTopLSE for a value type V (specialized for the CPU executor's SIMD lanes).
+template <class V> struct TopLSEAccumulator {
+  using type = ScaledTopLSE<V>;
+};
+template <class V> using TopLSEState = typename TopLSEAccumulator<V>::type;
+
 template <class A> struct RLD {
   static constexpr bool uses_teacher = true;
   static constexpr bool uses_label = true;
@@ -95,26 +101,27 @@ template <class A> struct RLD {
           t_y(in.t_y) {}
   };
 
-  struct Stats {
-    OnlineLSE<A> s_nt_a;    // lse_{j≠y}(s/a)
-    ScaledTopLSE<A> t_top;  // teacher arg-max m and Σ_{j≠m} exp((t_j − t_m)/a)
-    OnlineLSE<A> s_k;       // lse_K(s/τ)
-    OnlineLSEDot<A> t_k;    // lse_K(t/τ) and Σ_{j∈K} exp(t_j/τ − m)(t_j − s_j)
-    FUSEDKD_HD void push(const Context& c, long long j, A sj, A tj) {
+  template <class V> struct StatsT {
+    LSEState<V> s_nt_a;    // lse_{j≠y}(s/a)
+    TopLSEState<V> t_top;  // teacher arg-max m and Σ_{j≠m} exp((t_j − t_m)/a)
+    LSEState<V> s_k;       // lse_K(s/τ)
+    LSEDotState<V> t_k;    // lse_K(t/τ) and Σ_{j∈K} exp(t_j/τ − m)(t_j − s_j)
+    template <class J> FUSEDKD_HD_FORCEINLINE void push(const Context& c, J j, V sj, V tj) {
       t_top.push(tj, j, c.inv_a);
-      if (j != c.y) s_nt_a.push(sj * c.inv_a);
-      if (tj < c.t_y) {  // j ∈ K (never y)
-        s_k.push(sj * c.inv_tau);
-        t_k.push(tj * c.inv_tau, tj - sj);
-      }
+      s_nt_a.push(sj * c.inv_a, j != c.y);
+      const auto in_k = tj < c.t_y;  // j ∈ K (never y)
+      s_k.push(sj * c.inv_tau, in_k);
+      t_k.push(tj * c.inv_tau, tj - sj, in_k);
     }
-    FUSEDKD_HD void merge(const Stats& o) {
-      s_nt_a.merge(o.s_nt_a);
-      t_top.merge(o.t_top);
-      s_k.merge(o.s_k);
-      t_k.merge(o.t_k);
+    template <class O, class F> FUSEDKD_HD void zip(O& o, F f) {
+      f(s_nt_a, o.s_nt_a);
+      f(t_top, o.t_top);
+      f(s_k, o.s_k);
+      f(t_k, o.t_k);
     }
+    FUSEDKD_HD void merge(const StatsT& o) { zip(o, MergeMembers{}); }
   };
+  using Stats = StatsT<A>;
 
   struct Row {
     A loss;
@@ -150,12 +157,12 @@ template <class A> struct RLD {
     return r;
   }
 
-  FUSEDKD_HD static A grad(const Context& c, const Row& r, long long j, A sj, A tj) {
-    A g = (j == c.y) ? c.alpha * c.a * r.target_gap
-                     : -c.alpha * c.a * r.target_gap * exp_(sj * c.inv_a - r.lse_nt_a_s);
-    if (r.k_nonempty && tj < c.t_y)
-      g += c.beta * c.tau * (exp_(sj * c.inv_tau - r.lse_k_s) - exp_(tj * c.inv_tau - r.lse_k_t));
-    return g;
+  template <class V, class J> FUSEDKD_HD_FORCEINLINE static V grad(const Context& c, const Row& r, J j, V sj, V tj) {
+    const V scd = select(j == c.y, c.alpha * c.a * r.target_gap,
+                         -c.alpha * c.a * r.target_gap * exp_(sj * c.inv_a - r.lse_nt_a_s));
+    if (!r.k_nonempty) return scd;
+    const V mcd = c.beta * c.tau * (exp_(sj * c.inv_tau - r.lse_k_s) - exp_(tj * c.inv_tau - r.lse_k_t));
+    return scd + select(tj < c.t_y, mcd, V(A(0)));
   }
 };
 
