@@ -14,6 +14,8 @@
 
 namespace fusedkd {
 
+constexpr double kStandardizeEps = 1e-7;  // ε, as the reference
+
 FUSEDKD_HD_INLINE float sqrt_(float x) {
 #if defined(__CUDA_ARCH__)
   return ::sqrtf(x);
@@ -53,9 +55,9 @@ template <class A> struct RowMoments {
 template <class A> struct Standardization {
   A mu, sigma, den;  // den = ε + σ
   long long cols;
-  FUSEDKD_HD Standardization(const RowMoments<A>& m, A eps = A(1e-7))
+  FUSEDKD_HD Standardization(const RowMoments<A>& m, A eps = A(kStandardizeEps))
       : mu(m.mean), sigma(m.stdev()), den(eps + m.stdev()), cols(m.n) {}
-  FUSEDKD_HD A apply(A x) const { return (x - mu) / den; }
+  template <class V> FUSEDKD_HD_FORCEINLINE V apply(V x) const { return (x - mu) / den; }  // V: A or SIMD lanes
 };
 
 // Σ_j g_j and Σ_j g_j (x_j − μ), the two row sums the backward needs.
@@ -74,10 +76,10 @@ template <class A> struct StandardizeGradSums {
 
 // ∂ℓ/∂x_k from g_k = ∂ℓ/∂x̃_k. For a constant row (σ = 0) the second term is 0/0 in the formula
 // (NaN through torch's autograd of std); we take it as 0, so only (g_k − mean(g)) / ε remains.
-template <class A>
-FUSEDKD_HD_INLINE A standardize_backward(const Standardization<A>& z, const StandardizeGradSums<A>& sums, A g_k,
-                                         A x_k) {
-  const A first = (g_k - sums.g / A(z.cols)) / z.den;
+template <class A, class V>
+FUSEDKD_HD_FORCEINLINE V standardize_backward(const Standardization<A>& z, const StandardizeGradSums<A>& sums, V g_k,
+                                              V x_k) {
+  const V first = (g_k - sums.g / A(z.cols)) / z.den;
   if (!(z.sigma > A(0))) return first;
   return first - sums.gx * (x_k - z.mu) / (z.den * z.den * A(z.cols - 1) * z.sigma);
 }

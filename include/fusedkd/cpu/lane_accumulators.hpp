@@ -26,6 +26,11 @@ template <int W> FUSEDKD_LANES_INLINE FloatLanes<W> lowest_lanes() {
   return FloatLanes<W>(std::numeric_limits<float>::lowest());
 }
 
+// Lanes [first, W).
+template <int W> FUSEDKD_LANES_INLINE LaneMask<W> lane_keep(int first) {
+  return IndexLanes<W>::iota(0) >= std::int32_t(first);
+}
+
 // OnlineLSE per lane: m = running max, z = Σ exp(x − m).
 template <int W> struct LaneLSE {
   using V = FloatLanes<W>;
@@ -43,14 +48,14 @@ template <int W> struct LaneLSE {
   }
   FUSEDKD_LANES_INLINE void push(V x, LaneMask<W> keep) { push(select(keep, x, V(-INFINITY))); }
 
-  void reduce_into(OnlineLSE<float>& into) const {
-    for (int l = 0; l < W; ++l) {
-      if (!(z[l] > 0.0f)) continue;
-      OnlineLSE<float> s;
-      s.m = m[l];
-      s.z = z[l];
-      into.merge(s);
-    }
+  // Merges lanes [first, W) into `into`: with M = max_l m_l, the lanes sum to (M, Σ_l z_l e^(m_l − M)).
+  void reduce_into(OnlineLSE<float>& into, int first = 0) const {
+    const LaneMask<W> keep = lane_keep<W>(first);
+    const float M = hmax(select(keep, m, lowest_lanes<W>()));
+    OnlineLSE<float> s;
+    s.m = M;
+    s.z = hsum(select(keep, z * exp_(m - M), V(0.0f)));
+    if (s.z > 0.0f) into.merge(s);
   }
 };
 
@@ -78,15 +83,15 @@ template <int W> struct LaneLSEDot {
     push(select(keep, x, V(-INFINITY)), select(keep, v, V(0.0f)));
   }
 
-  void reduce_into(OnlineLSEDot<float>& into) const {
-    for (int l = 0; l < W; ++l) {
-      if (!(z[l] > 0.0f)) continue;
-      OnlineLSEDot<float> s;
-      s.m = m[l];
-      s.z = z[l];
-      s.d = d[l];
-      into.merge(s);
-    }
+  void reduce_into(OnlineLSEDot<float>& into, int first = 0) const {
+    const LaneMask<W> keep = lane_keep<W>(first);
+    const float M = hmax(select(keep, m, lowest_lanes<W>()));
+    const V scale = select(keep, exp_(m - M), V(0.0f));
+    OnlineLSEDot<float> s;
+    s.m = M;
+    s.z = hsum(z * scale);
+    s.d = hsum(d * scale);
+    if (s.z > 0.0f) into.merge(s);
   }
 };
 
@@ -109,8 +114,8 @@ template <int W> struct LaneTopLSE {
     arg = select(grow, j, arg);
   }
 
-  void reduce_into(ScaledTopLSE<float>& into) const {
-    for (int l = 0; l < W; ++l) {
+  void reduce_into(ScaledTopLSE<float>& into, int first = 0) const {
+    for (int l = first; l < W; ++l) {
       if (arg[l] < 0) continue;
       ScaledTopLSE<float> s;
       s.m = m[l];
@@ -122,10 +127,11 @@ template <int W> struct LaneTopLSE {
   }
 };
 
-// Merges a lane state into its scalar counterpart (for StatsT::zip).
+// Merges lanes [first, W) of a lane state into its scalar counterpart (for StatsT::zip).
 struct ReduceLanes {
+  int first = 0;
   template <class LaneState, class ScalarState> void operator()(const LaneState& lanes, ScalarState& into) const {
-    lanes.reduce_into(into);
+    lanes.reduce_into(into, first);
   }
 };
 

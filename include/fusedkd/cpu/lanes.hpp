@@ -18,11 +18,13 @@
 #if defined(__GNUC__) && !defined(__CUDACC__)
 #define FUSEDKD_CPU_VECTOR_EXTENSIONS 1
 #define FUSEDKD_LANES_INLINE inline __attribute__((always_inline))
+#define FUSEDKD_LANES_INLINE_LAMBDA __attribute__((always_inline))
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wpsabi"  // wide vectors by value in functions that are always inlined
 #else
 #define FUSEDKD_CPU_VECTOR_EXTENSIONS 0
 #define FUSEDKD_LANES_INLINE inline
+#define FUSEDKD_LANES_INLINE_LAMBDA
 #endif
 
 namespace fusedkd::cpu {
@@ -211,6 +213,18 @@ template <int W> FUSEDKD_LANES_INLINE FloatLanes<W> exp_(FloatLanes<W> x) {
   return select(x < kMinArg, FloatLanes<W>(0.0f), select(x > kMaxArg, FloatLanes<W>(INFINITY), y));
 }
 
+// ----------------------------------------------------------------------------- across lanes (fixed order)
+template <int W> FUSEDKD_LANES_INLINE float hsum(FloatLanes<W> a) {
+  float r = a.v[0];
+  for (int l = 1; l < W; ++l) r += a.v[l];
+  return r;
+}
+template <int W> FUSEDKD_LANES_INLINE float hmax(FloatLanes<W> a) {
+  float r = a.v[0];
+  for (int l = 1; l < W; ++l) r = a.v[l] > r ? a.v[l] : r;
+  return r;
+}
+
 // ----------------------------------------------------------------------------- loads and stores
 // W consecutive elements as floats.
 template <int W> FUSEDKD_LANES_INLINE FloatLanes<W> load_lanes(const float* p) {
@@ -219,7 +233,7 @@ template <int W> FUSEDKD_LANES_INLINE FloatLanes<W> load_lanes(const float* p) {
   return r;
 }
 template <int W> FUSEDKD_LANES_INLINE FloatLanes<W> load_lanes(const bfloat16_t* p) {
-  typename LaneStorage<std::int32_t, W>::type u;
+  typename LaneStorage<std::int32_t, W>::type u{};
   for (int l = 0; l < W; ++l) {
     std::uint16_t b;
     std::memcpy(&b, p + l, sizeof b);
@@ -229,7 +243,7 @@ template <int W> FUSEDKD_LANES_INLINE FloatLanes<W> load_lanes(const bfloat16_t*
 }
 template <int W> FUSEDKD_LANES_INLINE FloatLanes<W> load_lanes(const half_t* p) {
   using I = typename LaneStorage<std::int32_t, W>::type;
-  I h;
+  I h{};
   for (int l = 0; l < W; ++l) {
     std::uint16_t b;
     std::memcpy(&b, p + l, sizeof b);

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "../batch.hpp"
@@ -23,7 +24,7 @@ namespace fusedkd::cpu {
 template <template <class> class Loss, class Params, class TS, class TT, class TL, class A, class TG>
 void run_rows_standardized(const Params& params, const LogitsView<TS, TT>& x, const LabelsView<TL>& labels,
                            const RowOutputs<A, TG>& out, std::int64_t row_begin, std::int64_t row_end,
-                           A eps = A(1e-7)) {
+                           A eps = A(kStandardizeEps)) {
   using L = Loss<A>;
   static_assert(L::uses_teacher, "run_rows_standardized standardizes a student/teacher pair");
   const std::int64_t C = x.cols;
@@ -70,13 +71,91 @@ void run_rows_standardized(const Params& params, const LogitsView<TS, TT>& x, co
   }
 }
 
+namespace detail {
+
+// Σ_j f(j) over the row's columns on lanes (f(j) gives columns j … j + W − 1), in a fixed order.
+template <int W, class F> FUSEDKD_LANES_INLINE float lane_sum(std::int64_t C, F&& f) {
+  FloatLanes<W> acc(0.0f);
+  for_lane_blocks<W>(C, [&](std::int64_t j, int first) FUSEDKD_LANES_INLINE_LAMBDA {
+    acc += select(lane_keep<W>(first), f(j), FloatLanes<W>(0.0f));
+  });
+  return hsum(acc);
+}
+
+// Mean and Σ (x − mean)² of a row in two passes (load(j) gives W columns).
+template <int W, class Load> FUSEDKD_LANES_INLINE RowMoments<float> lane_moments(std::int64_t C, Load&& load) {
+  RowMoments<float> m;
+  m.n = C;
+  m.mean = lane_sum<W>(C, load) / float(C);
+  m.m2 = lane_sum<W>(C, [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA {
+    const FloatLanes<W> d = load(j) - m.mean;
+    return d * d;
+  });
+  return m;
+}
+
+// run_rows_standardized on SIMD lanes (fp32 accumulation), the same four passes. Needs C ≥ W.
+template <template <class> class Loss, int W, class Params, class TS, class TT, class TL, class TG>
+FUSEDKD_LANES_INLINE void run_rows_standardized_lanes(const Params& params, const LogitsView<TS, TT>& x,
+                                                      const LabelsView<TL>& labels, const RowOutputs<float, TG>& out,
+                                                      std::int64_t row_begin, std::int64_t row_end, float eps) {
+  using L = Loss<float>;
+  using V = FloatLanes<W>;
+  const std::int64_t C = x.cols;
+  for (std::int64_t i = row_begin; i < row_end; ++i) {
+    const TS* s = x.student + i * x.student_row_stride;
+    const TT* t = x.teacher + i * x.teacher_row_stride;
+    TG* g = out.grad ? out.grad + i * out.grad_row_stride : nullptr;
+    if (labels.ignored(i)) {
+      write_ignored_row(out, i, g, C);
+      continue;
+    }
+    const auto load_s = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return load_lanes<W>(s + j); };
+    const auto load_t = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return load_lanes<W>(t + j); };
+    const Standardization<float> zs(lane_moments<W>(C, load_s), eps), zt(lane_moments<W>(C, load_t), eps);  // pass 1
+    RowInput<float> in;
+    in.y = labels.label(i);
+    if (in.y >= 0) {
+      in.s_y = zs.apply(float(to_acc(s[in.y])));
+      in.t_y = zt.apply(float(to_acc(t[in.y])));
+    }
+    const typename L::Context ctx(params, in);
+    const auto std_s = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return zs.apply(load_s(j)); };
+    const auto std_t = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return zt.apply(load_t(j)); };
+    const typename L::Row r = L::finalize(ctx, lane_row_stats<L, W>(ctx, C, std_s, std_t));  // pass 2
+    if (out.row_loss) out.row_loss[i] = r.loss;
+    if (!g) continue;
+    const auto grad_std = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA {  // ∂ℓ/∂s̃ at columns j … j + W − 1
+      return L::grad(ctx, r, IndexLanes<W>::iota(j), std_s(j), std_t(j));
+    };
+    StandardizeGradSums<float> sums;  // pass 3
+    sums.g = lane_sum<W>(C, grad_std);
+    sums.gx = lane_sum<W>(C, [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return grad_std(j) * (load_s(j) - zs.mu); });
+    const V scale(out.grad_scale);
+    for_lane_blocks<W>(C, [&](std::int64_t j, int) FUSEDKD_LANES_INLINE_LAMBDA {  // pass 4
+      store_lanes(g + j, scale * standardize_backward(zs, sums, grad_std(j), load_s(j)));
+    });
+  }
+}
+
+}  // namespace detail
+
 // RLD on rows [row_begin, row_end), either mode; the same contract as run_rows.
 template <class TS, class TT, class TL, class A, class TG>
 void rld_rows(const RLDParams& params, const LogitsView<TS, TT>& x, const LabelsView<TL>& labels,
               const RowOutputs<A, TG>& out, std::int64_t row_begin, std::int64_t row_end) {
-  if (params.logit_standardization)
+  if (params.logit_standardization) {
+    if constexpr (std::is_same_v<A, float> && is_lane_element<TS> && is_lane_element<TT>) {
+      if (x.cols >= kAvx2Lanes) {
+        detail::with_lanes([&](auto w) FUSEDKD_LANES_INLINE_LAMBDA {
+          detail::run_rows_standardized_lanes<RLD, decltype(w)::value>(params, x, labels, out, row_begin, row_end,
+                                                                      kStandardizeEps);
+        });
+        return;
+      }
+    }
     run_rows_standardized<RLD>(params, x, labels, out, row_begin, row_end);
-  else
+  } else
     run_rows<RLD>(params, x, labels, out, row_begin, row_end);
 }
 

@@ -75,19 +75,56 @@ void run_rows_scalar(const Params& params, const LogitsView<TS, TT>& x, const La
   }
 }
 
-// SIMD rows (fp32 accumulation): the policy's StatsT / grad run on W columns at a time. Per
-// block of kLaneColumnBlock columns the lanes are reduced into a scalar state (in lane order), the
-// block's remainder columns are pushed to it one by one, and the blocks merge in order, so the
-// result depends only on C and W. Always inlined into an instruction-set-specific caller.
+// A loss's row statistics on SIMD lanes: load_s(j) / load_t(j) give the W (transformed) values
+// of columns j … j + W − 1. Per block of kLaneColumnBlock columns the lanes are reduced into a
+// scalar state in lane order; a remainder of r < W columns is pushed as the W columns ending at
+// the block's end, of which only the last r lanes are kept; the blocks merge in order. So the
+// result depends only on C and W. Needs C ≥ W.
+template <class L, int W, class LoadS, class LoadT>
+FUSEDKD_LANES_INLINE typename L::Stats lane_row_stats(const typename L::Context& ctx, std::int64_t C, LoadS&& load_s,
+                                                      LoadT&& load_t) {
+  using Lanes = typename L::template StatsT<FloatLanes<W>>;
+  typename L::Stats st;
+  for (std::int64_t j0 = 0; j0 < C; j0 += kLaneColumnBlock) {
+    const std::int64_t j1 = j0 + kLaneColumnBlock < C ? j0 + kLaneColumnBlock : C;
+    Lanes lanes;
+    std::int64_t j = j0;
+    for (; j + W <= j1; j += W) lanes.push(ctx, IndexLanes<W>::iota(j), load_s(j), load_t(j));
+    typename L::Stats part;
+    lanes.zip(part, ReduceLanes{});
+    if (j < j1) {
+      Lanes tail;
+      const std::int64_t jt = j1 - W;
+      tail.push(ctx, IndexLanes<W>::iota(jt), load_s(jt), load_t(jt));
+      tail.zip(part, ReduceLanes{int(j - jt)});
+    }
+    if (j0 == 0)
+      st = part;
+    else
+      st.merge(part);
+  }
+  return st;
+}
+
+// Calls f(j, first) for j = 0, W, 2W, … while a full W fits (first = 0), then, for a remainder,
+// once more with j = C − W and first = the lanes already visited. Needs C ≥ W.
+template <int W, class F> FUSEDKD_LANES_INLINE void for_lane_blocks(std::int64_t C, F&& f) {
+  std::int64_t j = 0;
+  for (; j + W <= C; j += W) f(j, 0);
+  if (j < C) f(C - W, int(j - (C - W)));
+}
+
+// SIMD rows (fp32 accumulation): the policy's StatsT / grad on W columns at a time. Rows
+// shorter than W take the scalar path. Always inlined into an instruction-set-specific caller.
 template <template <class> class Loss, int W, class Params, class TS, class TT, class TL, class TG>
 FUSEDKD_LANES_INLINE void run_rows_lanes(const Params& params, const LogitsView<TS, TT>& x,
                                          const LabelsView<TL>& labels, const RowOutputs<float, TG>& out,
                                          std::int64_t row_begin, std::int64_t row_end) {
   using L = Loss<float>;
   using V = FloatLanes<W>;
-  using Lanes = typename L::template StatsT<V>;
   static_assert(L::uses_teacher, "the row-local losses read a teacher row");
   const std::int64_t C = x.cols;
+  if (C < W) return run_rows_scalar<Loss>(params, x, labels, out, row_begin, row_end);
   for (std::int64_t i = row_begin; i < row_end; ++i) {
     const TS* s = x.student + i * x.student_row_stride;
     const TT* t = x.teacher + i * x.teacher_row_stride;
@@ -97,39 +134,40 @@ FUSEDKD_LANES_INLINE void run_rows_lanes(const Params& params, const LogitsView<
       continue;
     }
     const typename L::Context ctx(params, gather_row_input<float>(s, t, labels.label(i)));
-    typename L::Stats st;
-    for (std::int64_t j0 = 0; j0 < C; j0 += kLaneColumnBlock) {
-      const std::int64_t j1 = j0 + kLaneColumnBlock < C ? j0 + kLaneColumnBlock : C;
-      Lanes lanes;
-      std::int64_t j = j0;
-      for (; j + W <= j1; j += W) lanes.push(ctx, IndexLanes<W>::iota(j), load_lanes<W>(s + j), load_lanes<W>(t + j));
-      typename L::Stats part;
-      lanes.zip(part, ReduceLanes{});
-      for (; j < j1; ++j) part.push(ctx, j, float(to_acc(s[j])), float(to_acc(t[j])));
-      if (j0 == 0)
-        st = part;
-      else
-        st.merge(part);
-    }
-    const typename L::Row r = L::finalize(ctx, st);
+    const auto load_s = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return load_lanes<W>(s + j); };
+    const auto load_t = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return load_lanes<W>(t + j); };
+    const typename L::Row r = L::finalize(ctx, lane_row_stats<L, W>(ctx, C, load_s, load_t));
     if (out.row_loss) out.row_loss[i] = r.loss;
     if (!g) continue;
-    std::int64_t j = 0;
-    for (; j + W <= C; j += W)
-      store_lanes(g + j, V(out.grad_scale) * L::grad(ctx, r, IndexLanes<W>::iota(j), load_lanes<W>(s + j),
-                                                      load_lanes<W>(t + j)));
-    for (; j < C; ++j)
-      g[j] = from_acc<TG>(out.grad_scale * L::grad(ctx, r, j, float(to_acc(s[j])), float(to_acc(t[j]))));
+    const V scale(out.grad_scale);
+    for_lane_blocks<W>(C, [&](std::int64_t j, int) FUSEDKD_LANES_INLINE_LAMBDA {  // a remainder rewrites equal values
+      store_lanes(g + j, scale * L::grad(ctx, r, IndexLanes<W>::iota(j), load_s(j), load_t(j)));
+    });
   }
 }
 
+// Runs body(std::integral_constant<int, W>{}) compiled for the widest lanes the CPU has. body
+// must be an always-inline lambda (FUSEDKD_LANES_INLINE_LAMBDA) so it takes the caller's target.
 #if FUSEDKD_CPU_AVX2_DISPATCH
-template <template <class> class Loss, class... Args> __attribute__((target("avx2,fma"))) void run_rows_avx2(const Args&... args) {
-  run_rows_lanes<Loss, kAvx2Lanes>(args...);
+template <class Body> __attribute__((target("avx2,fma"))) void with_avx2_lanes(const Body& body) {
+  body(std::integral_constant<int, kAvx2Lanes>{});
+}
+#endif
+template <class Body> void with_baseline_lanes(const Body& body) { body(std::integral_constant<int, kBaselineLanes>{}); }
+template <class Body> void with_lanes(const Body& body) {
+#if FUSEDKD_CPU_AVX2_DISPATCH
+  if (cpu_has_avx2()) return with_avx2_lanes(body);
+#endif
+  with_baseline_lanes(body);
+}
+
+#if FUSEDKD_CPU_AVX2_DISPATCH
+template <template <class> class Loss, class... Args> void run_rows_avx2(const Args&... args) {
+  with_avx2_lanes([&](auto w) FUSEDKD_LANES_INLINE_LAMBDA { run_rows_lanes<Loss, decltype(w)::value>(args...); });
 }
 #endif
 template <template <class> class Loss, class... Args> void run_rows_baseline(const Args&... args) {
-  run_rows_lanes<Loss, kBaselineLanes>(args...);
+  with_baseline_lanes([&](auto w) FUSEDKD_LANES_INLINE_LAMBDA { run_rows_lanes<Loss, decltype(w)::value>(args...); });
 }
 
 }  // namespace detail
@@ -141,10 +179,9 @@ template <template <class> class Loss, class Params, class TS, class TT, class T
 void run_rows(const Params& params, const LogitsView<TS, TT>& x, const LabelsView<TL>& labels,
               const RowOutputs<A, TG>& out, std::int64_t row_begin, std::int64_t row_end) {
   if constexpr (std::is_same_v<A, float> && Loss<A>::uses_teacher && is_lane_element<TS> && is_lane_element<TT>) {
-#if FUSEDKD_CPU_AVX2_DISPATCH
-    if (cpu_has_avx2()) return detail::run_rows_avx2<Loss>(params, x, labels, out, row_begin, row_end);
-#endif
-    detail::run_rows_baseline<Loss>(params, x, labels, out, row_begin, row_end);
+    detail::with_lanes([&](auto w) FUSEDKD_LANES_INLINE_LAMBDA {
+      detail::run_rows_lanes<Loss, decltype(w)::value>(params, x, labels, out, row_begin, row_end);
+    });
   } else {
     detail::run_rows_scalar<Loss>(params, x, labels, out, row_begin, row_end);
   }

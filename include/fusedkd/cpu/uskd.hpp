@@ -13,7 +13,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <numeric>
+#include <type_traits>
 #include <vector>
 
 #include "../batch.hpp"
@@ -85,6 +87,46 @@ A uskd_mean_u(const USKDRowStats<A>* stats, const LabelsView<TL>& labels, std::i
   return n > 0 ? A(total / double(n)) : A(0);
 }
 
+namespace detail {
+
+// A 32-bit key whose unsigned order is the descending order of float scores (−0 taken as +0).
+inline std::uint32_t descending_key(float v) {
+  if (v == 0.0f) v = 0.0f;
+  std::uint32_t u;
+  std::memcpy(&u, &v, sizeof u);
+  const std::uint32_t ascending = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  return ~ascending;
+}
+inline std::uint64_t descending_key(double v) {
+  if (v == 0.0) v = 0.0;
+  std::uint64_t u;
+  std::memcpy(&u, &v, sizeof u);
+  const std::uint64_t ascending = (u & 0x8000000000000000ull) ? ~u : (u | 0x8000000000000000ull);
+  return ~ascending;
+}
+
+}  // namespace detail
+
+// order[k] = the class of rank k under uskd_rank_before (descending score, ties to the lower
+// index), for score(j), j < C. fp32 scores sort as one 64-bit key (score key, index) — no
+// indirection in the comparisons; fp64 scores with the comparator.
+template <class Score>
+void rank_row(std::int64_t C, Score&& score, std::vector<std::uint64_t>& keys, std::vector<std::int64_t>& order) {
+  using A = decltype(score(std::int64_t(0)));
+  if constexpr (std::is_same_v<A, float>) {
+    keys.resize(std::size_t(C));
+    for (std::int64_t j = 0; j < C; ++j) keys[j] = (std::uint64_t(detail::descending_key(score(j))) << 32) | std::uint64_t(j);
+    std::sort(keys.begin(), keys.end());
+    for (std::int64_t k = 0; k < C; ++k) order[k] = std::int64_t(keys[k] & 0xffffffffu);
+  } else {
+    std::vector<A> value(static_cast<std::size_t>(C));
+    for (std::int64_t j = 0; j < C; ++j) value[j] = score(j);
+    std::iota(order.begin(), order.end(), std::int64_t(0));
+    std::sort(order.begin(), order.end(),
+              [&](std::int64_t a, std::int64_t b) { return uskd_rank_before(value[a], a, value[b], b); });
+  }
+}
+
 // Pass 2 on rows [row_begin, row_end): ranking, row loss, ∂/∂s and ∂/∂w (times grad_scale).
 template <class TS, class TW, class TL, class A, class TG>
 void uskd_rows(const USKDParams& params, const StudentWeakView<TS, TW>& x, const LabelsView<TL>& labels,
@@ -92,7 +134,7 @@ void uskd_rows(const USKDParams& params, const StudentWeakView<TS, TW>& x, const
                std::int64_t row_end) {
   const std::int64_t C = x.cols;
   const double harmonic_C = harmonic_number(C);
-  std::vector<A> score(static_cast<std::size_t>(C));
+  std::vector<std::uint64_t> keys;
   std::vector<std::int64_t> order(static_cast<std::size_t>(C));
   for (std::int64_t i = row_begin; i < row_end; ++i) {
     const TS* s = x.student + i * x.student_row_stride;
@@ -110,10 +152,7 @@ void uskd_rows(const USKDParams& params, const StudentWeakView<TS, TW>& x, const
     const long long y = labels.label(i);
     const USKDRowStats<A>& st = stats[i];
     // Ranking: descending scores, ties to the lower class index (a strict total order).
-    for (std::int64_t j = 0; j < C; ++j) score[j] = uskd_score(st, A(to_acc(s[j])), A(to_acc(w[j])));
-    std::iota(order.begin(), order.end(), std::int64_t(0));
-    std::sort(order.begin(), order.end(),
-              [&](std::int64_t a, std::int64_t b) { return uskd_rank_before(score[a], a, score[b], b); });
+    rank_row(C, [&](std::int64_t j) { return uskd_score(st, A(to_acc(s[j])), A(to_acc(w[j]))); }, keys, order);
     std::int64_t rank_y = 0;
     while (order[rank_y] != y) ++rank_y;
     const USKDRow<A> r = uskd_row(params, st, y, mean_u, C, harmonic_C, rank_y);
