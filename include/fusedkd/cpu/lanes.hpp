@@ -134,6 +134,7 @@ template <int W> FUSEDKD_LANES_INLINE FloatLanes<W> operator-(FloatLanes<W> a) {
   }
 FUSEDKD_LANES_COMPARE(<)
 FUSEDKD_LANES_COMPARE(>)
+FUSEDKD_LANES_COMPARE(==)
 #undef FUSEDKD_LANES_COMPARE
 
 template <int W> FUSEDKD_LANES_INLINE LaneMask<W> operator==(IndexLanes<W> j, long long y) {
@@ -158,7 +159,24 @@ template <int W> FUSEDKD_LANES_INLINE LaneMask<W> operator&&(LaneMask<W> a, Lane
   FUSEDKD_LANEWISE(W, r.m, a.m & b.m, a.m[l] & b.m[l]);
   return r;
 }
+// Whether any lane is set: the mask's 64-bit halves OR-folded (a lane shuffle for 8 lanes), then
+// two extracts, instead of W lane extracts.
 template <int W> FUSEDKD_LANES_INLINE bool any(LaneMask<W> a) {
+#if FUSEDKD_CPU_VECTOR_EXTENSIONS
+  if constexpr (W == 4 || W == 8) {
+    using Q = typename LaneStorage<long long, W / 2>::type;
+    Q q;
+    std::memcpy(&q, &a.m, sizeof q);
+    if constexpr (W == 8) {
+#if defined(__clang__)
+      q |= __builtin_shufflevector(q, q, 2, 3, 0, 1);
+#else
+      q |= __builtin_shuffle(q, Q{2, 3, 0, 1});
+#endif
+    }
+    return (q[0] | q[1]) != 0;
+  }
+#endif
   std::int32_t acc = 0;
   for (int l = 0; l < W; ++l) acc |= a.m[l];
   return acc != 0;
@@ -194,7 +212,7 @@ template <int W> FUSEDKD_LANES_INLINE FloatLanes<W> exp_(FloatLanes<W> x) {
   constexpr float kLog2e = 1.44269504088896341f;
   constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;  // ln 2 = hi + lo (Cody–Waite)
   constexpr float kRound = 12582912.0f;                             // 1.5 · 2^23: x + kRound − kRound = rint(x)
-  FloatLanes<W> xc = select(x < kMinArg, FloatLanes<W>(kMinArg), x);  // clamped; NaN stays NaN
+  FloatLanes<W> xc = select(x < kMinArg, FloatLanes<W>(kMinArg), x);  // clamped
   xc = select(xc > kMaxArg, FloatLanes<W>(kMaxArg), xc);
   const FloatLanes<W> n = (xc * kLog2e + kRound) - kRound;
   const FloatLanes<W> r = (xc - n * kLn2Hi) - n * kLn2Lo;  // e^x = 2^n e^r
@@ -210,7 +228,8 @@ template <int W> FUSEDKD_LANES_INLINE FloatLanes<W> exp_(FloatLanes<W> x) {
   FUSEDKD_LANEWISE(W, two_n, (__builtin_convertvector(n.v, typename LaneStorage<std::int32_t, W>::type) + 127) << 23,
                    (std::int32_t(n.v[l]) + 127) << 23);
   const FloatLanes<W> y = p * lanes_detail::as_float<W>(two_n);
-  return select(x < kMinArg, FloatLanes<W>(0.0f), select(x > kMaxArg, FloatLanes<W>(INFINITY), y));
+  const FloatLanes<W> in_range = select(x < kMinArg, FloatLanes<W>(0.0f), select(x > kMaxArg, FloatLanes<W>(INFINITY), y));
+  return select(x == x, in_range, x);  // NaN in, NaN out, whatever the compiler made of the clamps
 }
 
 // ----------------------------------------------------------------------------- across lanes (fixed order)
