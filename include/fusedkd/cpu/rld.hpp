@@ -20,6 +20,19 @@
 
 namespace fusedkd::cpu {
 
+// The row's label and standardized target logits s̃_y, t̃_y (y < 0: none).
+template <class A, class TS, class TT>
+RowInput<A> standardized_row_input(const Standardization<A>& zs, const Standardization<A>& zt, const TS* s,
+                                   const TT* t, long long y) {
+  RowInput<A> in;
+  in.y = y;
+  if (y >= 0) {
+    in.s_y = zs.apply(A(to_acc(s[y])));
+    in.t_y = zt.apply(A(to_acc(t[y])));
+  }
+  return in;
+}
+
 // Runs Loss on the standardized rows [row_begin, row_end). Labels must have been validated.
 template <template <class> class Loss, class Params, class TS, class TT, class TL, class A, class TG>
 void run_rows_standardized(const Params& params, const LogitsView<TS, TT>& x, const LabelsView<TL>& labels,
@@ -28,16 +41,7 @@ void run_rows_standardized(const Params& params, const LogitsView<TS, TT>& x, co
   using L = Loss<A>;
   static_assert(L::uses_teacher, "run_rows_standardized standardizes a student/teacher pair");
   const std::int64_t C = x.cols;
-  for (std::int64_t i = row_begin; i < row_end; ++i) {
-    const TS* s = x.student + i * x.student_row_stride;
-    const TT* t = x.teacher + i * x.teacher_row_stride;
-    TG* g = out.grad ? out.grad + i * out.grad_row_stride : nullptr;
-    if (labels.ignored(i)) {
-      if (out.row_loss) out.row_loss[i] = A(0);
-      if (g)
-        for (std::int64_t j = 0; j < C; ++j) g[j] = from_acc<TG>(A(0));
-      continue;
-    }
+  detail::for_each_counted_row(x, labels, out, row_begin, row_end, [&](std::int64_t i, const TS* s, const TT* t, TG* g) {
     const RowMoments<A> ms = reduce_columns<RowMoments<A>>(C, [&](RowMoments<A>& m, std::int64_t j) {  // pass 1
       m.push(A(to_acc(s[j])));
     });
@@ -45,19 +49,13 @@ void run_rows_standardized(const Params& params, const LogitsView<TS, TT>& x, co
       m.push(A(to_acc(t[j])));
     });
     const Standardization<A> zs(ms, eps), zt(mt, eps);
-    RowInput<A> in;
-    in.y = labels.label(i);
-    if (in.y >= 0) {
-      in.s_y = zs.apply(A(to_acc(s[in.y])));
-      in.t_y = zt.apply(A(to_acc(t[in.y])));
-    }
-    const typename L::Context ctx(params, in);
+    const typename L::Context ctx(params, standardized_row_input(zs, zt, s, t, labels.label(i)));
     const typename L::Stats st = reduce_columns<typename L::Stats>(C, [&](typename L::Stats& part, std::int64_t j) {
       part.push(ctx, j, zs.apply(A(to_acc(s[j]))), zt.apply(A(to_acc(t[j]))));  // pass 2
     });
     const typename L::Row r = L::finalize(ctx, st);
     if (out.row_loss) out.row_loss[i] = r.loss;
-    if (!g) continue;
+    if (!g) return;
     const StandardizeGradSums<A> sums =  // pass 3
         reduce_columns<StandardizeGradSums<A>>(C, [&](StandardizeGradSums<A>& part, std::int64_t j) {
           const A sj = A(to_acc(s[j]));
@@ -68,7 +66,7 @@ void run_rows_standardized(const Params& params, const LogitsView<TS, TT>& x, co
       const A gj = L::grad(ctx, r, j, zs.apply(sj), zt.apply(A(to_acc(t[j]))));
       g[j] = from_acc<TG>(out.grad_scale * standardize_backward(zs, sums, gj, sj));
     }
-  }
+  });
 }
 
 namespace detail {
@@ -102,29 +100,17 @@ FUSEDKD_LANES_INLINE void run_rows_standardized_lanes(const Params& params, cons
   using L = Loss<float>;
   using V = FloatLanes<W>;
   const std::int64_t C = x.cols;
-  for (std::int64_t i = row_begin; i < row_end; ++i) {
-    const TS* s = x.student + i * x.student_row_stride;
-    const TT* t = x.teacher + i * x.teacher_row_stride;
-    TG* g = out.grad ? out.grad + i * out.grad_row_stride : nullptr;
-    if (labels.ignored(i)) {
-      write_ignored_row(out, i, g, C);
-      continue;
-    }
+  for_each_counted_row(x, labels, out, row_begin, row_end, [&](std::int64_t i, const TS* s, const TT* t, TG* g)
+                                                              FUSEDKD_LANES_INLINE_LAMBDA {
     const auto load_s = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return load_lanes<W>(s + j); };
     const auto load_t = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return load_lanes<W>(t + j); };
     const Standardization<float> zs(lane_moments<W>(C, load_s), eps), zt(lane_moments<W>(C, load_t), eps);  // pass 1
-    RowInput<float> in;
-    in.y = labels.label(i);
-    if (in.y >= 0) {
-      in.s_y = zs.apply(float(to_acc(s[in.y])));
-      in.t_y = zt.apply(float(to_acc(t[in.y])));
-    }
-    const typename L::Context ctx(params, in);
+    const typename L::Context ctx(params, standardized_row_input(zs, zt, s, t, labels.label(i)));
     const auto std_s = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return zs.apply(load_s(j)); };
     const auto std_t = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return zt.apply(load_t(j)); };
     const typename L::Row r = L::finalize(ctx, lane_row_stats<L, W>(ctx, C, std_s, std_t));  // pass 2
     if (out.row_loss) out.row_loss[i] = r.loss;
-    if (!g) continue;
+    if (!g) return;
     const auto grad_std = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA {  // ∂ℓ/∂s̃ at columns j … j + W − 1
       return L::grad(ctx, r, IndexLanes<W>::iota(j), std_s(j), std_t(j));
     };
@@ -135,7 +121,7 @@ FUSEDKD_LANES_INLINE void run_rows_standardized_lanes(const Params& params, cons
     for_lane_blocks<W>(C, [&](std::int64_t j, int) FUSEDKD_LANES_INLINE_LAMBDA {  // pass 4
       store_lanes(g + j, scale * standardize_backward(zs, sums, grad_std(j), load_s(j)));
     });
-  }
+  });
 }
 
 }  // namespace detail

@@ -42,11 +42,23 @@ template <class S, class Push> S reduce_columns(std::int64_t C, Push&& push) {
 
 namespace detail {
 
-// Writes a zero gradient and loss for an ignored row.
-template <class A, class TG> void write_ignored_row(const RowOutputs<A, TG>& out, std::int64_t i, TG* g, std::int64_t C) {
-  if (out.row_loss) out.row_loss[i] = A(0);
-  if (g)
-    for (std::int64_t j = 0; j < C; ++j) g[j] = from_acc<TG>(A(0));
+// Calls row(i, s, t, g) for the rows in [row_begin, row_end) that count, with their student and
+// teacher rows and gradient row (null without a gradient); an ignored row gets loss 0 and a zero
+// gradient.
+template <class TS, class TT, class TL, class A, class TG, class Row>
+FUSEDKD_LANES_INLINE void for_each_counted_row(const LogitsView<TS, TT>& x, const LabelsView<TL>& labels,
+                                               const RowOutputs<A, TG>& out, std::int64_t row_begin,
+                                               std::int64_t row_end, Row&& row) {
+  for (std::int64_t i = row_begin; i < row_end; ++i) {
+    TG* g = out.grad ? out.grad + i * out.grad_row_stride : nullptr;
+    if (labels.ignored(i)) {
+      if (out.row_loss) out.row_loss[i] = A(0);
+      if (g)
+        for (std::int64_t j = 0; j < x.cols; ++j) g[j] = from_acc<TG>(A(0));
+      continue;
+    }
+    row(i, x.student + i * x.student_row_stride, x.teacher ? x.teacher + i * x.teacher_row_stride : nullptr, g);
+  }
 }
 
 // Scalar rows: one push per column (any accumulation type, e.g. fp64).
@@ -55,14 +67,8 @@ void run_rows_scalar(const Params& params, const LogitsView<TS, TT>& x, const La
                      const RowOutputs<A, TG>& out, std::int64_t row_begin, std::int64_t row_end) {
   using L = Loss<A>;
   const std::int64_t C = x.cols;
-  for (std::int64_t i = row_begin; i < row_end; ++i) {
-    const TS* s = x.student + i * x.student_row_stride;
-    const TT* t = L::uses_teacher ? x.teacher + i * x.teacher_row_stride : nullptr;
-    TG* g = out.grad ? out.grad + i * out.grad_row_stride : nullptr;
-    if (labels.ignored(i)) {
-      write_ignored_row(out, i, g, C);
-      continue;
-    }
+  for_each_counted_row(x, labels, out, row_begin, row_end, [&](std::int64_t i, const TS* s, const TT* t_row, TG* g) {
+    const TT* t = L::uses_teacher ? t_row : nullptr;
     const typename L::Context ctx(params, gather_row_input<A>(s, t, labels.label(i)));
     const typename L::Stats st = reduce_columns<typename L::Stats>(C, [&](typename L::Stats& part, std::int64_t j) {
       part.push(ctx, j, A(to_acc(s[j])), t ? A(to_acc(t[j])) : A(0));
@@ -72,7 +78,7 @@ void run_rows_scalar(const Params& params, const LogitsView<TS, TT>& x, const La
     if (g)
       for (std::int64_t j = 0; j < C; ++j)
         g[j] = from_acc<TG>(out.grad_scale * L::grad(ctx, r, j, A(to_acc(s[j])), t ? A(to_acc(t[j])) : A(0)));
-  }
+  });
 }
 
 // A loss's row statistics on SIMD lanes: load_s(j) / load_t(j) give the W (transformed) values
@@ -125,25 +131,19 @@ FUSEDKD_LANES_INLINE void run_rows_lanes(const Params& params, const LogitsView<
   static_assert(L::uses_teacher, "the row-local losses read a teacher row");
   const std::int64_t C = x.cols;
   if (C < W) return run_rows_scalar<Loss>(params, x, labels, out, row_begin, row_end);
-  for (std::int64_t i = row_begin; i < row_end; ++i) {
-    const TS* s = x.student + i * x.student_row_stride;
-    const TT* t = x.teacher + i * x.teacher_row_stride;
-    TG* g = out.grad ? out.grad + i * out.grad_row_stride : nullptr;
-    if (labels.ignored(i)) {
-      write_ignored_row(out, i, g, C);
-      continue;
-    }
+  for_each_counted_row(x, labels, out, row_begin, row_end, [&](std::int64_t i, const TS* s, const TT* t, TG* g)
+                                                              FUSEDKD_LANES_INLINE_LAMBDA {
     const typename L::Context ctx(params, gather_row_input<float>(s, t, labels.label(i)));
     const auto load_s = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return load_lanes<W>(s + j); };
     const auto load_t = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return load_lanes<W>(t + j); };
     const typename L::Row r = L::finalize(ctx, lane_row_stats<L, W>(ctx, C, load_s, load_t));
     if (out.row_loss) out.row_loss[i] = r.loss;
-    if (!g) continue;
+    if (!g) return;
     const V scale(out.grad_scale);
     for_lane_blocks<W>(C, [&](std::int64_t j, int) FUSEDKD_LANES_INLINE_LAMBDA {  // a remainder rewrites equal values
       store_lanes(g + j, scale * L::grad(ctx, r, IndexLanes<W>::iota(j), load_s(j), load_t(j)));
     });
-  }
+  });
 }
 
 // Runs body(std::integral_constant<int, W>{}) compiled for the widest lanes the CPU has. body

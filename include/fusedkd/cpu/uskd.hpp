@@ -97,13 +97,6 @@ inline std::uint32_t descending_key(float v) {
   const std::uint32_t ascending = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
   return ~ascending;
 }
-inline std::uint64_t descending_key(double v) {
-  if (v == 0.0) v = 0.0;
-  std::uint64_t u;
-  std::memcpy(&u, &v, sizeof u);
-  const std::uint64_t ascending = (u & 0x8000000000000000ull) ? ~u : (u | 0x8000000000000000ull);
-  return ~ascending;
-}
 
 }  // namespace detail
 
