@@ -56,7 +56,26 @@ def _(student, teacher, target, alpha, beta, temperature, reduction, ignore_inde
 # ----------------------------------------------------------------------------- autograd
 
 
+def _is_eager_cpu_one(grad_output: torch.Tensor) -> bool:
+    """Whether grad_output is a plain CPU scalar equal to 1 (loss.backward() on the loss itself or on
+    a sum of losses). Checked in eager mode only: reading the value is free on the CPU, but is a
+    synchronization on a GPU, and has no value while torch.compile or make_fx trace."""
+    return (
+        grad_output.dim() == 0
+        and grad_output.device.type == "cpu"
+        and type(grad_output) is torch.Tensor
+        and not torch.compiler.is_compiling()
+        and torch._C._len_torch_dispatch_stack() == 0
+        and grad_output.item() == 1.0
+    )
+
+
 def _scale(grad: torch.Tensor, grad_output: torch.Tensor, reduction: str) -> torch.Tensor:
+    """∂loss/∂logits = the op's gradient (for an upstream gradient of 1) × grad_output."""
+    if _is_eager_cpu_one(grad_output):
+        # No scaled copy (a read and a write of [N, C]): the gradient itself is the answer.
+        # AccumulateGrad adopts it as .grad only when nothing else holds it, else copies it.
+        return grad
     if reduction == "none":
         return grad * grad_output.unsqueeze(1).to(grad.dtype)
     return grad * grad_output.to(grad.dtype)
@@ -64,12 +83,31 @@ def _scale(grad: torch.Tensor, grad_output: torch.Tensor, reduction: str) -> tor
 
 def _make_autograd(op_name: str, reduction_pos: int, compute_grad_pos: int, n_inputs: int, n_grads: int):
     """Autograd for an op whose outputs are (loss, grad_0, ..., grad_{n_grads-1}) and whose
-    first n_grads inputs are the differentiable logits."""
+    first n_grads inputs are the differentiable logits.
+
+    The forward's gradients are handed to the first backward, which owns them from then on (so
+    it may return them as they are, see _scale): they are kept as a plain attribute, not as saved
+    tensors, and are marked non-differentiable (no reference cycle through a grad_fn). A second
+    backward through a retained graph finds them gone and recomputes them from the saved inputs.
+    """
+    op = getattr(ops, op_name).default
 
     def setup_context(ctx, inputs, output):
         ctx.reduction = inputs[reduction_pos]
         ctx.has_grad = inputs[compute_grad_pos]
-        ctx.save_for_backward(*output[1 : 1 + n_grads])
+        grads = output[1 : 1 + n_grads]
+        ctx.mark_non_differentiable(*grads)
+        ctx.set_materialize_grads(False)  # else an [N, C] zero tensor per gradient output per backward
+        ctx.grads = list(grads) if ctx.has_grad else None
+        ctx.is_tensor = [isinstance(x, torch.Tensor) for x in inputs]
+        ctx.constants = [None if is_t else x for x, is_t in zip(inputs, ctx.is_tensor)]
+        ctx.save_for_backward(*(x for x, is_t in zip(inputs, ctx.is_tensor) if is_t))
+
+    def recompute(ctx):
+        tensors = iter(ctx.saved_tensors)
+        args = [next(tensors) if is_t else c for is_t, c in zip(ctx.is_tensor, ctx.constants)]
+        with torch.no_grad():
+            return list(op(*args)[1 : 1 + n_grads])
 
     def backward(ctx, grad_loss, *unused):
         if not ctx.has_grad:
@@ -77,8 +115,12 @@ def _make_autograd(op_name: str, reduction_pos: int, compute_grad_pos: int, n_in
                 f"fusedkd::{op_name} was called with compute_grad=False; call it through the fusedkd "
                 "functional API (which sets compute_grad when an input requires grad)"
             )
-        grads = [_scale(g, grad_loss, ctx.reduction) for g in ctx.saved_tensors]
-        return tuple(grads) + (None,) * (n_inputs - n_grads)
+        if grad_loss is None:  # the loss itself was not used downstream
+            return (None,) * n_inputs
+        grads, ctx.grads = ctx.grads, None
+        if grads is None:  # handed to an earlier backward of this retained graph
+            grads = recompute(ctx)
+        return tuple(_scale(g, grad_loss, ctx.reduction) for g in grads) + (None,) * (n_inputs - n_grads)
 
     torch.library.register_autograd(f"fusedkd::{op_name}", backward, setup_context=setup_context)
 

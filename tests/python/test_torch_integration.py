@@ -86,3 +86,52 @@ def test_upstream_gradient_scales_the_saved_gradient():
     (gw,) = torch.autograd.grad((w * fusedkd.kd_loss(s, t, reduction="none")).sum(), s)
     (gn,) = torch.autograd.grad(fusedkd.kd_loss(s, t, reduction="none").sum(), s)
     torch.testing.assert_close(gw, gn * w[:, None])
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_unit_upstream_gradient_hands_over_the_saved_gradient_safely(case):
+    # grad_output == 1 on the CPU returns the op's saved gradient instead of a scaled copy; this
+    # must not leak aliasing: a retained graph run twice accumulates twice, the second run sees
+    # an unmodified saved gradient, and .grad accumulates into its own storage.
+    args = case.inputs(5, 9, dtype=torch.float64)
+    expected = torch.autograd.grad(2.0 * case.call(case.fused, args), args[: case.n_diff])
+    expected = [e / 2.0 for e in expected]  # the scaled (copying) path, brought back to unit upstream
+    loss = case.call(case.fused, args)
+    loss.backward(retain_graph=True)
+    first = [a.grad.clone() for a in args[: case.n_diff]]
+    loss.backward(retain_graph=True)  # the first backward handed its gradient over: recomputed
+    loss.backward()
+    for a, e, f in zip(args[: case.n_diff], expected, first):
+        torch.testing.assert_close(f, e, rtol=1e-12, atol=0)
+        torch.testing.assert_close(a.grad, 3 * e, rtol=1e-12, atol=0)
+    # torch.autograd.grad on a retained graph, then backward: each gets the whole gradient.
+    for a in args[: case.n_diff]:
+        a.grad = None
+    loss = case.call(case.fused, args)
+    got = torch.autograd.grad(loss, args[: case.n_diff], retain_graph=True)
+    loss.backward()
+    for a, e, g in zip(args[: case.n_diff], expected, got):
+        torch.testing.assert_close(g, e, rtol=1e-12, atol=0)
+        torch.testing.assert_close(a.grad, e, rtol=1e-12, atol=0)
+    # A fresh graph without retain_graph: .grad is adopted, then accumulated into on the next step.
+    for a in args[: case.n_diff]:
+        a.grad = None
+    case.call(case.fused, args).backward()
+    adopted = [a.grad for a in args[: case.n_diff]]
+    case.call(case.fused, args).backward()
+    for a, e, g in zip(args[: case.n_diff], expected, adopted):
+        assert a.grad is g  # accumulated in place into the adopted tensor, which nothing else holds
+        torch.testing.assert_close(a.grad, 2 * e, rtol=1e-12, atol=0)
+
+
+def test_unit_upstream_gradient_with_the_ops_gradient_output_kept():
+    # The raw op's gradient output, held by the caller, is the tensor autograd saved: the
+    # backward may return it, but the caller's copy must stay the unscaled gradient afterwards.
+    s = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
+    t = torch.randn(4, 6, dtype=torch.float64)
+    loss, grad = torch.ops.fusedkd.kd(s, t, 4.0, "batchmean", True)
+    kept = grad.clone()
+    loss.backward()
+    torch.testing.assert_close(s.grad, kept, rtol=0, atol=0)
+    s.grad.mul_(3.0)  # an optimizer-style in-place update of .grad
+    torch.testing.assert_close(grad, kept, rtol=0, atol=0)
