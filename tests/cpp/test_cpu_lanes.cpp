@@ -1,11 +1,12 @@
 // The CPU executor's SIMD path (cpu/lanes.hpp, cpu/lane_accumulators.hpp, run_rows_lanes):
-// its exp and fp16 load against the scalar functions, and every row-local loss on the 128-bit
+// its exp and fp16/bf16 loads and stores against the scalar functions, and every row-local loss on the 128-bit
 // and (where the CPU has it) AVX2 lanes against the scalar path on the same fp32 inputs —
 // every remainder of C modulo the lane width, more than one column block, the label in the
 // lanes, in the remainder and at the ends, and fp16/bf16 inputs.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <limits>
 #include <random>
@@ -13,6 +14,10 @@
 #include <vector>
 
 #include <fusedkd/fusedkd.hpp>
+
+#if defined(__GNUC__)
+#pragma GCC diagnostic ignored "-Wpsabi"  // 8-lane values in the test's own (baseline) code
+#endif
 
 using namespace fusedkd;
 using std::int64_t;
@@ -71,6 +76,50 @@ TEST(Lanes, HalfAndBfloat16LoadsMatchScalarConversion) {
       }
     }
   }
+}
+
+template <int W> void expect_stores_match_scalar_conversion() {
+  // Every 61st fp32 bit pattern (about 70 million values: both signs, zeros, subnormals, the
+  // rounding boundaries of both formats, overflow, inf and NaN), W at a time.
+  float x[W];
+  half_t h[W];
+  bfloat16_t bf[W];
+  std::uint64_t mismatches = 0;
+  for (std::uint64_t u0 = 0; u0 <= 0xffffffffull; u0 += 61ull * W) {
+    for (int l = 0; l < W; ++l) {
+      const std::uint32_t u = std::uint32_t(u0 + 61ull * l);
+      std::memcpy(&x[l], &u, sizeof u);
+    }
+    cpu::FloatLanes<W> v = cpu::load_lanes<W>(x);
+    cpu::store_lanes(h, v);
+    cpu::store_lanes(bf, v);
+    for (int l = 0; l < W; ++l) {
+      const std::uint16_t hr = from_acc<half_t>(x[l]).bits, br = from_acc<bfloat16_t>(x[l]).bits;
+      if (h[l].bits != hr || bf[l].bits != br) {
+        if (++mismatches <= 5)
+          ADD_FAILURE() << "W " << W << " float " << x[l] << ": half " << h[l].bits << " vs " << hr << ", bf16 "
+                        << bf[l].bits << " vs " << br;
+      }
+    }
+  }
+  EXPECT_EQ(mismatches, 0u);
+  // The patterns the sweep may step over: signed zeros, the smallest subnormals, the half
+  // rounding boundary at 65520 and the bf16 ties around 1.
+  const float edge[] = {0.0f, -0.0f, 1e-45f, -1e-45f, 5.9604645e-8f, 2.9802322e-8f, 2.9802326e-8f, 65504.0f, 65519.996f,
+                        65520.0f, -65520.0f, 1.00390625f, 1.01171875f, INFINITY, -INFINITY, NAN, -NAN};
+  for (float e : edge) {
+    for (int l = 0; l < W; ++l) x[l] = e;
+    const cpu::FloatLanes<W> v = cpu::load_lanes<W>(x);
+    cpu::store_lanes(h, v);
+    cpu::store_lanes(bf, v);
+    EXPECT_EQ(h[W - 1].bits, from_acc<half_t>(e).bits) << e;
+    EXPECT_EQ(bf[W - 1].bits, from_acc<bfloat16_t>(e).bits) << e;
+  }
+}
+
+TEST(Lanes, HalfAndBfloat16StoresMatchScalarConversion) {
+  expect_stores_match_scalar_conversion<4>();
+  expect_stores_match_scalar_conversion<8>();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -207,15 +207,21 @@ template <int W> FUSEDKD_LANES_INLINE FloatLanes<W> min(FloatLanes<W> a, FloatLa
 
 // ----------------------------------------------------------------------------- exp
 template <int W> FUSEDKD_LANES_INLINE FloatLanes<W> exp_(FloatLanes<W> x) {
+  using I = typename LaneStorage<std::int32_t, W>::type;
   constexpr float kMaxArg = 88.3762626647949f;  // the largest x with round(x / ln 2) ≤ 127
   constexpr float kMinArg = -87.3365447504f;    // ln 2^-126: below, the result is flushed to 0
   constexpr float kLog2e = 1.44269504088896341f;
   constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;  // ln 2 = hi + lo (Cody–Waite)
-  constexpr float kRound = 12582912.0f;                             // 1.5 · 2^23: x + kRound − kRound = rint(x)
-  FloatLanes<W> xc = select(x < kMinArg, FloatLanes<W>(kMinArg), x);  // clamped
-  xc = select(xc > kMaxArg, FloatLanes<W>(kMaxArg), xc);
-  const FloatLanes<W> n = (xc * kLog2e + kRound) - kRound;
-  const FloatLanes<W> r = (xc - n * kLn2Hi) - n * kLn2Lo;  // e^x = 2^n e^r
+  constexpr float kRound = 12582912.0f;  // 1.5 · 2^23: in t = y + kRound, t's low mantissa bits hold rint(y)
+  constexpr std::int32_t kRoundBits = 0x4b400000;  // the bit pattern of kRound
+  constexpr std::int32_t kExponentBias = 127;
+  // The range masks are bitwise selects (exact for NaN, whatever the compiler lowers them to):
+  // a NaN is in neither, stays in xc and comes out of the polynomial as NaN.
+  const LaneMask<W> below = x < kMinArg, above = x > kMaxArg;
+  const FloatLanes<W> xc = select(above, FloatLanes<W>(kMaxArg), select(below, FloatLanes<W>(kMinArg), x));
+  const FloatLanes<W> t = xc * kLog2e + kRound;
+  const FloatLanes<W> n = t - kRound;  // rint(x / ln 2)
+  const FloatLanes<W> r = (xc - n * kLn2Hi) - n * kLn2Lo;  // e^x = 2^n e^r, |r| ≤ ln2 / 2
   // e^r ≈ 1 + r + r² P(r) (Cephes expf coefficients)
   FloatLanes<W> p(1.9875691500e-4f);
   p = p * r + 1.3981999507e-3f;
@@ -224,12 +230,11 @@ template <int W> FUSEDKD_LANES_INLINE FloatLanes<W> exp_(FloatLanes<W> x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * (r * r) + r + 1.0f;
-  typename LaneStorage<std::int32_t, W>::type two_n;  // 2^n built in the exponent field
-  FUSEDKD_LANEWISE(W, two_n, (__builtin_convertvector(n.v, typename LaneStorage<std::int32_t, W>::type) + 127) << 23,
-                   (std::int32_t(n.v[l]) + 127) << 23);
-  const FloatLanes<W> y = p * lanes_detail::as_float<W>(two_n);
-  const FloatLanes<W> in_range = select(x < kMinArg, FloatLanes<W>(0.0f), select(x > kMaxArg, FloatLanes<W>(INFINITY), y));
-  return select(x == x, in_range, x);  // NaN in, NaN out, whatever the compiler made of the clamps
+  I two_n = lanes_detail::as_int(t);  // 2^n built in the exponent field from t's integer bits
+  FUSEDKD_LANEWISE(W, two_n, (two_n - kRoundBits + kExponentBias) << 23,
+                   std::int32_t(std::uint32_t(two_n[l] - kRoundBits + kExponentBias) << 23));
+  const FloatLanes<W> y = select(above, FloatLanes<W>(INFINITY), p * lanes_detail::as_float<W>(two_n));
+  return select(below, FloatLanes<W>(0.0f), y);
 }
 
 // ----------------------------------------------------------------------------- across lanes (fixed order)
@@ -251,23 +256,61 @@ template <int W> FUSEDKD_LANES_INLINE FloatLanes<W> load_lanes(const float* p) {
   std::memcpy(&r.v, p, sizeof r.v);
   return r;
 }
+namespace lanes_detail {
+template <int W> using U16 = typename LaneStorage<std::uint16_t, W>::type;
+template <int W> using U32 = typename LaneStorage<std::uint32_t, W>::type;
+template <int W> using I32 = typename LaneStorage<std::int32_t, W>::type;
+
+// W 16-bit patterns widened to 32 bits (zero-extended).
+template <int W> FUSEDKD_LANES_INLINE U32<W> load_u16(const void* p) {
+  U16<W> h;
+  std::memcpy(&h, p, sizeof h);
+#if FUSEDKD_CPU_VECTOR_EXTENSIONS
+  return __builtin_convertvector(h, U32<W>);
+#else
+  U32<W> r;
+  for (int l = 0; l < W; ++l) r[l] = h[l];
+  return r;
+#endif
+}
+// The low 16 bits of W 32-bit lanes, stored.
+template <int W> FUSEDKD_LANES_INLINE void store_u16(void* p, U32<W> u) {
+  U16<W> h;
+#if FUSEDKD_CPU_VECTOR_EXTENSIONS
+  h = __builtin_convertvector(u, U16<W>);
+#else
+  for (int l = 0; l < W; ++l) h[l] = std::uint16_t(u[l]);
+#endif
+  std::memcpy(p, &h, sizeof h);
+}
+template <int W> FUSEDKD_LANES_INLINE U32<W> as_u32(FloatLanes<W> a) {
+  U32<W> r;
+  std::memcpy(&r, &a.v, sizeof r);
+  return r;
+}
+template <int W> FUSEDKD_LANES_INLINE FloatLanes<W> u32_as_float(U32<W> a) {
+  FloatLanes<W> r;
+  std::memcpy(&r.v, &a, sizeof r.v);
+  return r;
+}
+// c ? a : b on 32-bit patterns, c all ones or zero per lane.
+template <int W> FUSEDKD_LANES_INLINE U32<W> select_bits(U32<W> c, U32<W> a, U32<W> b) {
+  U32<W> r;
+  FUSEDKD_LANEWISE(W, r, (c & a) | (~c & b), (c[l] & a[l]) | (~c[l] & b[l]));
+  return r;
+}
+}  // namespace lanes_detail
+
 template <int W> FUSEDKD_LANES_INLINE FloatLanes<W> load_lanes(const bfloat16_t* p) {
-  typename LaneStorage<std::int32_t, W>::type u{};
-  for (int l = 0; l < W; ++l) {
-    std::uint16_t b;
-    std::memcpy(&b, p + l, sizeof b);
-    u[l] = std::int32_t(std::uint32_t(b) << 16);  // bf16 is the high half of an fp32
-  }
-  return lanes_detail::as_float<W>(u);
+  lanes_detail::U32<W> u = lanes_detail::load_u16<W>(p);
+  FUSEDKD_LANEWISE(W, u, u << 16, u[l] << 16);  // bf16 is the high half of an fp32
+  return lanes_detail::u32_as_float<W>(u);
 }
 template <int W> FUSEDKD_LANES_INLINE FloatLanes<W> load_lanes(const half_t* p) {
-  using I = typename LaneStorage<std::int32_t, W>::type;
-  I h{};
-  for (int l = 0; l < W; ++l) {
-    std::uint16_t b;
-    std::memcpy(&b, p + l, sizeof b);
-    h[l] = std::int32_t(b);
-  }
+  using I = lanes_detail::I32<W>;
+  const lanes_detail::U32<W> hu = lanes_detail::load_u16<W>(p);
+  I h;
+  std::memcpy(&h, &hu, sizeof h);
   // |h| shifted into an fp32's exponent/mantissa is the value times 2^-112 (exact for normal and
   // subnormal halves); inf/NaN (exponent 31) keep their mantissa under an all-ones exponent.
   I magnitude, special, sign;
@@ -286,8 +329,58 @@ template <class T> constexpr bool is_lane_element =
     std::is_same_v<T, float> || std::is_same_v<T, half_t> || std::is_same_v<T, bfloat16_t>;
 
 template <int W> FUSEDKD_LANES_INLINE void store_lanes(float* p, FloatLanes<W> x) { std::memcpy(p, &x.v, sizeof x.v); }
-template <class T, int W> FUSEDKD_LANES_INLINE void store_lanes(T* p, FloatLanes<W> x) {
-  for (int l = 0; l < W; ++l) p[l] = from_acc<T>(x.v[l]);
+
+// fp32 → bf16, round to nearest even, NaN kept quiet (bit for bit detail::float_to_bfloat16_bits).
+template <int W> FUSEDKD_LANES_INLINE void store_lanes(bfloat16_t* p, FloatLanes<W> x) {
+  using U = lanes_detail::U32<W>;
+  const U u = lanes_detail::as_u32(x);
+  U nan, rounded, quiet;
+  FUSEDKD_LANEWISE(W, nan, (U)((u & 0x7fffffffu) > 0x7f800000u), ((u[l] & 0x7fffffffu) > 0x7f800000u) ? ~0u : 0u);
+  FUSEDKD_LANEWISE(W, rounded, (u + 0x7fffu + ((u >> 16) & 1u)) >> 16, (u[l] + 0x7fffu + ((u[l] >> 16) & 1u)) >> 16);
+  FUSEDKD_LANEWISE(W, quiet, (u >> 16) | 0x40u, (u[l] >> 16) | 0x40u);
+  lanes_detail::store_u16<W>(p, lanes_detail::select_bits<W>(nan, quiet, rounded));
+}
+
+// fp32 → fp16, round to nearest even, overflow to inf, NaN kept quiet (bit for bit
+// detail::float_to_half_bits, its four cases computed on every lane and selected).
+template <int W> FUSEDKD_LANES_INLINE void store_lanes(half_t* p, FloatLanes<W> x) {
+  using U = lanes_detail::U32<W>;
+  constexpr std::uint32_t kAbsMask = 0x7fffffffu, kInf32 = 0x7f800000u;
+  constexpr std::uint32_t kOverflow = 0x477ff000u;   // |x| that rounds past 65504
+  constexpr std::uint32_t kMinNormal = 0x38800000u;  // 2^-14, the smallest normal half
+  constexpr std::uint32_t kRebias = 0x38000000u;     // (127 − 15) << 23
+  constexpr float kSubnormalUlp = 16777216.0f;       // 2^24: one half subnormal ulp becomes 1
+  constexpr float kRound = 12582912.0f;              // 1.5 · 2^23: x + kRound − kRound = rint(x)
+  const U u = lanes_detail::as_u32(x);
+  U sign, abs;
+  FUSEDKD_LANEWISE(W, sign, (u >> 16) & 0x8000u, (u[l] >> 16) & 0x8000u);
+  FUSEDKD_LANEWISE(W, abs, u & kAbsMask, u[l] & kAbsMask);
+  // normal: round to nearest even on bit 13, then rebias the exponent
+  U h;
+  FUSEDKD_LANEWISE(W, h, (abs + 0xfffu + ((abs >> 13) & 1u) - kRebias) >> 13,
+                   (abs[l] + 0xfffu + ((abs[l] >> 13) & 1u) - kRebias) >> 13);
+  // subnormal or zero: the value in units of 2^-24, rounded by the FPU
+  const FloatLanes<W> scaled = (lanes_detail::u32_as_float<W>(abs) * kSubnormalUlp + kRound) - kRound;
+  lanes_detail::I32<W> sub_int;  // ≤ 1024 where used (a signed conversion: one instruction)
+#if FUSEDKD_CPU_VECTOR_EXTENSIONS
+  sub_int = __builtin_convertvector(scaled.v, lanes_detail::I32<W>);
+#else
+  for (int l = 0; l < W; ++l) sub_int[l] = std::int32_t(scaled.v[l]);
+#endif
+  U sub, c;
+  std::memcpy(&sub, &sub_int, sizeof sub);
+  FUSEDKD_LANEWISE(W, c, (U)(abs < kMinNormal), (abs[l] < kMinNormal) ? ~0u : 0u);
+  h = lanes_detail::select_bits<W>(c, sub, h);
+  FUSEDKD_LANEWISE(W, c, (U)(abs >= kOverflow), (abs[l] >= kOverflow) ? ~0u : 0u);
+  U inf_h;  // 0x7c00: the half infinity
+  FUSEDKD_LANEWISE(W, inf_h, U{} + 0x7c00u, 0x7c00u);
+  h = lanes_detail::select_bits<W>(c, inf_h, h);
+  U special;  // inf stays inf, NaN becomes the quiet NaN 0x7e00
+  FUSEDKD_LANEWISE(W, special, ((U)(abs > kInf32) & 0x200u) | 0x7c00u, ((abs[l] > kInf32) ? 0x200u : 0u) | 0x7c00u);
+  FUSEDKD_LANEWISE(W, c, (U)(abs >= kInf32), (abs[l] >= kInf32) ? ~0u : 0u);
+  h = lanes_detail::select_bits<W>(c, special, h);
+  FUSEDKD_LANEWISE(W, h, h | sign, h[l] | sign[l]);
+  lanes_detail::store_u16<W>(p, h);
 }
 
 #undef FUSEDKD_LANEWISE
