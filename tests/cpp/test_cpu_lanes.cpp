@@ -219,7 +219,10 @@ TEST_P(LanesVsScalar, DKD) {
 }
 TEST_P(LanesVsScalar, NKD) {
   for (int64_t C : kCols)
-    if (C >= 2) expect_lanes_match_scalar<NKD, NKDParams, float>(GetParam(), NKDParams{}, 9, C, 2e-6);
+    if (C >= 2) {
+      expect_lanes_match_scalar<NKD, NKDParams, float>(GetParam(), NKDParams{}, 9, C, 2e-6);  // τ = 1
+      expect_lanes_match_scalar<NKD, NKDParams, float>(GetParam(), NKDParams{2.0, 1.5}, 9, C, 2e-6);
+    }
 }
 TEST_P(LanesVsScalar, RLD) {
   for (int64_t C : kCols)

@@ -8,6 +8,9 @@
 // The non-target part is a cross-entropy, not a KL: the teacher's entropy is not subtracted.
 // One pass streams the non-target sums at τ and at 1 (j = y skipped); the full lse at 1 follows
 // from lse = logaddexp(lse_nt, x_y), so 1 − p_s,y = exp(lse_nt − lse) keeps its precision.
+// At τ = 1 (the reference's default) the sums at τ are the sums at 1: the pass streams them once
+// and the gradient takes p_s,j = q_s,j · exp(lse_nt(s) − lse(s)), three exponentials fewer per
+// column.
 #pragma once
 
 #include "../online_softmax.hpp"
@@ -33,24 +36,31 @@ template <class A> struct NKD {
 
   struct Context {
     A tau, inv_tau, gamma;
+    bool unit_tau;  // τ = 1: the statistics at τ are those at temperature 1
     long long y;
     A s_y, t_y;  // gathered target logits (temperature 1)
     FUSEDKD_HD Context(const NKDParams& p, const RowInput<A>& in)
         : tau(A(p.temperature)),
           inv_tau(A(1) / A(p.temperature)),
           gamma(A(p.gamma)),
+          unit_tau(p.temperature == 1.0),
           y(in.y),
           s_y(in.s_y),
           t_y(in.t_y) {}
   };
 
   template <class V> struct StatsT {
-    LSEState<V> s1_nt;    // lse_nt(s)      (temperature 1)
-    LSEState<V> t1_nt;    // lse_nt(t)      (temperature 1)
+    LSEState<V> s1_nt;    // lse_nt(s)      (temperature 1; empty when τ = 1)
+    LSEState<V> t1_nt;    // lse_nt(t)      (temperature 1; empty when τ = 1)
     LSEState<V> s_nt;     // lse_nt(s/τ)
     LSEDotState<V> t_nt;  // lse_nt(t/τ) and the cross sum Σ_{j≠y} exp(t_j/τ − m) s_j
     template <class J> FUSEDKD_HD_FORCEINLINE void push(const Context& c, J j, V sj, V tj) {
       const auto nt = j != c.y;
+      if (c.unit_tau) {  // uniform over the row
+        s_nt.push(sj, nt);
+        t_nt.push(tj, sj, nt);
+        return;
+      }
       s1_nt.push(sj, nt);
       t1_nt.push(tj, nt);
       s_nt.push(sj * c.inv_tau, nt);
@@ -71,14 +81,16 @@ template <class A> struct NKD {
     A lse1_s;            // lse(s) at temperature 1
     A lse_nt_s, lse_nt_t;  // lse_nt(s/τ), lse_nt(t/τ)
     A pt_y;              // p_t,y at temperature 1
+    A nt_mass_s;         // 1 − p_s,y = Σ_{j≠y} p_s,j
     A grad_y;            // ∂ℓ/∂s_y = −p_t,y (1 − p_s,y)
   };
 
   FUSEDKD_HD static Row finalize(const Context& c, const Stats& st) {
     Row r;
-    const A lse1_nt_s = st.s1_nt.lse();
+    const A lse1_nt_s = c.unit_tau ? st.s_nt.lse() : st.s1_nt.lse();
+    const A lse1_nt_t = c.unit_tau ? st.t_nt.lse() : st.t1_nt.lse();
     r.lse1_s = log_add_exp(lse1_nt_s, c.s_y);                 // lse(s) = logaddexp(lse_nt(s), s_y)
-    const A lse1_t = log_add_exp(st.t1_nt.lse(), c.t_y);      // lse(t)
+    const A lse1_t = log_add_exp(lse1_nt_t, c.t_y);           // lse(t)
     r.pt_y = exp_(c.t_y - lse1_t);                            // p_t,y
     const A neg_log_ps_y = r.lse1_s - c.s_y;                  // −log p_s,y
     r.lse_nt_s = st.s_nt.lse();
@@ -86,11 +98,17 @@ template <class A> struct NKD {
     // −Σ_{j≠y} q_t,j log q_s,j = lse_nt(s/τ) − (1/τ) Σ_{j≠y} q_t,j s_j
     const A ce_nt = r.lse_nt_s - st.t_nt.mean_v() * c.inv_tau;
     r.loss = r.pt_y * neg_log_ps_y + c.gamma * c.tau * c.tau * ce_nt;
-    r.grad_y = -r.pt_y * exp_(lse1_nt_s - r.lse1_s);         // p_t,y (p_s,y − 1), 1 − p_s,y from lse_nt
+    r.nt_mass_s = exp_(lse1_nt_s - r.lse1_s);                // 1 − p_s,y, from lse_nt
+    r.grad_y = -r.pt_y * r.nt_mass_s;                         // p_t,y (p_s,y − 1)
     return r;
   }
 
   template <class V, class J> FUSEDKD_HD_FORCEINLINE static V grad(const Context& c, const Row& r, J j, V sj, V tj) {
+    if (c.unit_tau) {  // q at τ = 1 is q at temperature 1, and p_s,j = q_s,j (1 − p_s,y) for j ≠ y
+      const V q_s = exp_(sj - r.lse_nt_s);
+      const V q_t = exp_(tj - r.lse_nt_t);
+      return select(j == c.y, r.grad_y, r.pt_y * r.nt_mass_s * q_s + c.gamma * (q_s - q_t));
+    }
     const V ps = exp_(sj - r.lse1_s);                      // p_s,j (temperature 1)
     const V q_s = exp_(sj * c.inv_tau - r.lse_nt_s);        // q_s,j (τ)
     const V q_t = exp_(tj * c.inv_tau - r.lse_nt_t);        // q_t,j (τ)
