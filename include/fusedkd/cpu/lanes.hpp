@@ -261,16 +261,17 @@ template <int W> using U16 = typename LaneStorage<std::uint16_t, W>::type;
 template <int W> using U32 = typename LaneStorage<std::uint32_t, W>::type;
 template <int W> using I32 = typename LaneStorage<std::int32_t, W>::type;
 
+// These helpers write raw vectors through references: GCC warns (-Wpsabi) about a 256-bit vector
+// returned by value from a template instantiated outside an AVX function.
+
 // W 16-bit patterns widened to 32 bits (zero-extended).
-template <int W> FUSEDKD_LANES_INLINE U32<W> load_u16(const void* p) {
+template <int W> FUSEDKD_LANES_INLINE void load_u16(const void* p, U32<W>& r) {
   U16<W> h;
   std::memcpy(&h, p, sizeof h);
 #if FUSEDKD_CPU_VECTOR_EXTENSIONS
-  return __builtin_convertvector(h, U32<W>);
+  r = __builtin_convertvector(h, U32<W>);
 #else
-  U32<W> r;
   for (int l = 0; l < W; ++l) r[l] = h[l];
-  return r;
 #endif
 }
 // The low 16 bits of W 32-bit lanes, stored.
@@ -283,32 +284,28 @@ template <int W> FUSEDKD_LANES_INLINE void store_u16(void* p, U32<W> u) {
 #endif
   std::memcpy(p, &h, sizeof h);
 }
-template <int W> FUSEDKD_LANES_INLINE U32<W> as_u32(FloatLanes<W> a) {
-  U32<W> r;
-  std::memcpy(&r, &a.v, sizeof r);
-  return r;
-}
+template <int W> FUSEDKD_LANES_INLINE void as_u32(FloatLanes<W> a, U32<W>& r) { std::memcpy(&r, &a.v, sizeof r); }
 template <int W> FUSEDKD_LANES_INLINE FloatLanes<W> u32_as_float(U32<W> a) {
   FloatLanes<W> r;
   std::memcpy(&r.v, &a, sizeof r.v);
   return r;
 }
-// c ? a : b on 32-bit patterns, c all ones or zero per lane.
-template <int W> FUSEDKD_LANES_INLINE U32<W> select_bits(U32<W> c, U32<W> a, U32<W> b) {
-  U32<W> r;
-  FUSEDKD_LANEWISE(W, r, (c & a) | (~c & b), (c[l] & a[l]) | (~c[l] & b[l]));
-  return r;
+// r = c ? a : r on 32-bit patterns, c all ones or zero per lane.
+template <int W> FUSEDKD_LANES_INLINE void select_bits_into(U32<W>& r, const U32<W>& c, const U32<W>& a) {
+  FUSEDKD_LANEWISE(W, r, (c & a) | (~c & r), (c[l] & a[l]) | (~c[l] & r[l]));
 }
 }  // namespace lanes_detail
 
 template <int W> FUSEDKD_LANES_INLINE FloatLanes<W> load_lanes(const bfloat16_t* p) {
-  lanes_detail::U32<W> u = lanes_detail::load_u16<W>(p);
+  lanes_detail::U32<W> u;
+  lanes_detail::load_u16<W>(p, u);
   FUSEDKD_LANEWISE(W, u, u << 16, u[l] << 16);  // bf16 is the high half of an fp32
   return lanes_detail::u32_as_float<W>(u);
 }
 template <int W> FUSEDKD_LANES_INLINE FloatLanes<W> load_lanes(const half_t* p) {
   using I = lanes_detail::I32<W>;
-  const lanes_detail::U32<W> hu = lanes_detail::load_u16<W>(p);
+  lanes_detail::U32<W> hu;
+  lanes_detail::load_u16<W>(p, hu);
   I h;
   std::memcpy(&h, &hu, sizeof h);
   // |h| shifted into an fp32's exponent/mantissa is the value times 2^-112 (exact for normal and
@@ -333,12 +330,14 @@ template <int W> FUSEDKD_LANES_INLINE void store_lanes(float* p, FloatLanes<W> x
 // fp32 → bf16, round to nearest even, NaN kept quiet (bit for bit detail::float_to_bfloat16_bits).
 template <int W> FUSEDKD_LANES_INLINE void store_lanes(bfloat16_t* p, FloatLanes<W> x) {
   using U = lanes_detail::U32<W>;
-  const U u = lanes_detail::as_u32(x);
+  U u;
+  lanes_detail::as_u32(x, u);
   U nan, rounded, quiet;
   FUSEDKD_LANEWISE(W, nan, (U)((u & 0x7fffffffu) > 0x7f800000u), ((u[l] & 0x7fffffffu) > 0x7f800000u) ? ~0u : 0u);
   FUSEDKD_LANEWISE(W, rounded, (u + 0x7fffu + ((u >> 16) & 1u)) >> 16, (u[l] + 0x7fffu + ((u[l] >> 16) & 1u)) >> 16);
   FUSEDKD_LANEWISE(W, quiet, (u >> 16) | 0x40u, (u[l] >> 16) | 0x40u);
-  lanes_detail::store_u16<W>(p, lanes_detail::select_bits<W>(nan, quiet, rounded));
+  lanes_detail::select_bits_into<W>(rounded, nan, quiet);
+  lanes_detail::store_u16<W>(p, rounded);
 }
 
 // fp32 → fp16, round to nearest even, overflow to inf, NaN kept quiet (bit for bit
@@ -351,7 +350,8 @@ template <int W> FUSEDKD_LANES_INLINE void store_lanes(half_t* p, FloatLanes<W> 
   constexpr std::uint32_t kRebias = 0x38000000u;     // (127 − 15) << 23
   constexpr float kSubnormalUlp = 16777216.0f;       // 2^24: one half subnormal ulp becomes 1
   constexpr float kRound = 12582912.0f;              // 1.5 · 2^23: x + kRound − kRound = rint(x)
-  const U u = lanes_detail::as_u32(x);
+  U u;
+  lanes_detail::as_u32(x, u);
   U sign, abs;
   FUSEDKD_LANEWISE(W, sign, (u >> 16) & 0x8000u, (u[l] >> 16) & 0x8000u);
   FUSEDKD_LANEWISE(W, abs, u & kAbsMask, u[l] & kAbsMask);
@@ -370,15 +370,15 @@ template <int W> FUSEDKD_LANES_INLINE void store_lanes(half_t* p, FloatLanes<W> 
   U sub, c;
   std::memcpy(&sub, &sub_int, sizeof sub);
   FUSEDKD_LANEWISE(W, c, (U)(abs < kMinNormal), (abs[l] < kMinNormal) ? ~0u : 0u);
-  h = lanes_detail::select_bits<W>(c, sub, h);
+  lanes_detail::select_bits_into<W>(h, c, sub);
   FUSEDKD_LANEWISE(W, c, (U)(abs >= kOverflow), (abs[l] >= kOverflow) ? ~0u : 0u);
   U inf_h;  // 0x7c00: the half infinity
   FUSEDKD_LANEWISE(W, inf_h, U{} + 0x7c00u, 0x7c00u);
-  h = lanes_detail::select_bits<W>(c, inf_h, h);
+  lanes_detail::select_bits_into<W>(h, c, inf_h);
   U special;  // inf stays inf, NaN becomes the quiet NaN 0x7e00
   FUSEDKD_LANEWISE(W, special, ((U)(abs > kInf32) & 0x200u) | 0x7c00u, ((abs[l] > kInf32) ? 0x200u : 0u) | 0x7c00u);
   FUSEDKD_LANEWISE(W, c, (U)(abs >= kInf32), (abs[l] >= kInf32) ? ~0u : 0u);
-  h = lanes_detail::select_bits<W>(c, special, h);
+  lanes_detail::select_bits_into<W>(h, c, special);
   FUSEDKD_LANEWISE(W, h, h | sign, h[l] | sign[l]);
   lanes_detail::store_u16<W>(p, h);
 }
