@@ -15,8 +15,8 @@
 namespace fusedkd::binding {
 namespace {
 
-// Rows per task: about kGrainElements elements (~20 µs on the SIMD path) to amortize the scheduling.
-constexpr int64_t kGrainElements = int64_t(1) << 14;
+// Rows per task: about kGrainElements elements (~10 µs on the SIMD path) to amortize the scheduling.
+constexpr int64_t kGrainElements = int64_t(1) << 12;
 int64_t grain_rows(int64_t cols) { return std::max<int64_t>(1, kGrainElements / std::max<int64_t>(cols, 1)); }
 
 template <class A> void write_loss(Tensor& loss, const std::vector<A>& row_loss, Reduction r, int64_t counted) {
