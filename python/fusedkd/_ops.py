@@ -91,6 +91,9 @@ def _make_autograd(op_name: str, reduction_pos: int, compute_grad_pos: int, n_in
     backward through a retained graph finds them gone and recomputes them from the saved inputs.
     """
     op = getattr(ops, op_name).default
+    # The schema's tensor arguments (the logits and labels) lead; the rest are constants.
+    n_tensors = sum(str(a.type) == "Tensor" for a in op._schema.arguments)
+    assert all(str(a.type) == "Tensor" for a in op._schema.arguments[:n_tensors])
 
     def setup_context(ctx, inputs, output):
         ctx.reduction = inputs[reduction_pos]
@@ -98,16 +101,13 @@ def _make_autograd(op_name: str, reduction_pos: int, compute_grad_pos: int, n_in
         grads = output[1 : 1 + n_grads]
         ctx.mark_non_differentiable(*grads)
         ctx.set_materialize_grads(False)  # else an [N, C] zero tensor per gradient output per backward
-        ctx.grads = list(grads) if ctx.has_grad else None
-        ctx.is_tensor = [isinstance(x, torch.Tensor) for x in inputs]
-        ctx.constants = [None if is_t else x for x, is_t in zip(inputs, ctx.is_tensor)]
-        ctx.save_for_backward(*(x for x, is_t in zip(inputs, ctx.is_tensor) if is_t))
+        ctx.grads = grads if ctx.has_grad else None
+        ctx.constants = inputs[n_tensors:]
+        ctx.save_for_backward(*inputs[:n_tensors])
 
     def recompute(ctx):
-        tensors = iter(ctx.saved_tensors)
-        args = [next(tensors) if is_t else c for is_t, c in zip(ctx.is_tensor, ctx.constants)]
         with torch.no_grad():
-            return list(op(*args)[1 : 1 + n_grads])
+            return op(*ctx.saved_tensors, *ctx.constants)[1 : 1 + n_grads]
 
     def backward(ctx, grad_loss, *unused):
         if not ctx.has_grad:
