@@ -80,6 +80,24 @@ template <class A, class TG> void zero_uskd_row(const USKDOutputs<A, TG>& out, s
   }
 }
 
+// Calls row(i, s, w, gs, gw, y) for the counted rows in [row_begin, row_end): the student and weak
+// rows, the two gradient rows (null when not asked for) and the label; an ignored row gets loss 0
+// and zero gradients.
+template <class TS, class TW, class TL, class A, class TG, class Row>
+FUSEDKD_LANES_INLINE void for_each_counted_uskd_row(const StudentWeakView<TS, TW>& x, const LabelsView<TL>& labels,
+                                                    const USKDOutputs<A, TG>& out, std::int64_t row_begin,
+                                                    std::int64_t row_end, Row&& row) {
+  for (std::int64_t i = row_begin; i < row_end; ++i) {
+    if (labels.ignored(i)) {
+      zero_uskd_row(out, i, x.cols);
+      continue;
+    }
+    row(i, x.student + i * x.student_row_stride, x.weak + i * x.weak_row_stride,
+        out.grad_student ? out.grad_student + i * out.grad_student_row_stride : nullptr,
+        out.grad_weak ? out.grad_weak + i * out.grad_weak_row_stride : nullptr, labels.label(i));
+  }
+}
+
 // Pass 1, one column at a time (any accumulation type, e.g. fp64).
 template <class TS, class TW, class TL, class A>
 void uskd_stats_rows_scalar(const USKDParams& params, const StudentWeakView<TS, TW>& x, const LabelsView<TL>& labels,
@@ -263,16 +281,8 @@ void uskd_rows_scalar(const USKDParams& params, const StudentWeakView<TS, TW>& x
   const double harmonic_C = harmonic_number(C);
   RankScratch scratch;
   std::vector<std::int64_t> order(static_cast<std::size_t>(C));
-  for (std::int64_t i = row_begin; i < row_end; ++i) {
-    if (labels.ignored(i)) {
-      zero_uskd_row(out, i, C);
-      continue;
-    }
-    const TS* s = x.student + i * x.student_row_stride;
-    const TW* w = x.weak + i * x.weak_row_stride;
-    TG* gs = out.grad_student ? out.grad_student + i * out.grad_student_row_stride : nullptr;
-    TG* gw = out.grad_weak ? out.grad_weak + i * out.grad_weak_row_stride : nullptr;
-    const long long y = labels.label(i);
+  for_each_counted_uskd_row(x, labels, out, row_begin, row_end, [&](std::int64_t i, const TS* s, const TW* w, TG* gs,
+                                                                    TG* gw, long long y) {
     const USKDRowStats<A>& st = stats[i];
     // Ranking: descending scores, ties to the lower class index (a strict total order).
     rank_row(
@@ -295,7 +305,7 @@ void uskd_rows_scalar(const USKDParams& params, const StudentWeakView<TS, TW>& x
     if (out.row_loss) out.row_loss[i] = uskd_row_loss(r, st, nt);
     if (gw)
       for (std::int64_t j = 0; j < C; ++j) gw[j] = from_acc<TG>(out.grad_scale * uskd_grad_weak(r, j, A(to_acc(w[j]))));
-  }
+  });
 }
 
 // Rows of at most kCountingRankColumnsPerLane · W columns rank their scores on lanes by counting
@@ -364,16 +374,8 @@ FUSEDKD_LANES_INLINE void uskd_rows_lanes(const USKDParams& params, const Studen
   float* const score = score_buffer.data();  // r_j
   float* const rank1 = rank1_buffer.data();  // rank_j + 1
   const V scale(out.grad_scale);
-  for (std::int64_t i = row_begin; i < row_end; ++i) {
-    if (labels.ignored(i)) {
-      zero_uskd_row(out, i, C);
-      continue;
-    }
-    const TS* s = x.student + i * x.student_row_stride;
-    const TW* w = x.weak + i * x.weak_row_stride;
-    TG* gs = out.grad_student ? out.grad_student + i * out.grad_student_row_stride : nullptr;
-    TG* gw = out.grad_weak ? out.grad_weak + i * out.grad_weak_row_stride : nullptr;
-    const long long y = labels.label(i);
+  for_each_counted_uskd_row(x, labels, out, row_begin, row_end, [&](std::int64_t i, const TS* s, const TW* w, TG* gs,
+                                                                    TG* gw, long long y) FUSEDKD_LANES_INLINE_LAMBDA {
     const USKDRowStats<float>& st = stats[i];
     for_lane_blocks<W>(C, [&](std::int64_t j, int) FUSEDKD_LANES_INLINE_LAMBDA {  // a remainder rewrites equal scores
       // r_j = p_w,j / (1 − p_w,y + 1e-6) + log p_s,j / (1 − log p_s,y + 1e-6)   (uskd_score)
@@ -421,7 +423,7 @@ FUSEDKD_LANES_INLINE void uskd_rows_lanes(const USKDParams& params, const Studen
           nt_lanes = V(0.0f);
         });
     if (out.row_loss) out.row_loss[i] = uskd_row_loss(r, st, nt);
-  }
+  });
 }
 
 // Both passes on given lanes, for tests (uskd_stats_rows / uskd_rows pick the lanes).
