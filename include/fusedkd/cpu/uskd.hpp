@@ -80,22 +80,26 @@ template <class A, class TG> void zero_uskd_row(const USKDOutputs<A, TG>& out, s
   }
 }
 
-// Calls row(i, s, w, gs, gw, y) for the counted rows in [row_begin, row_end): the student and weak
-// rows, the two gradient rows (null when not asked for) and the label; an ignored row gets loss 0
-// and zero gradients.
-template <class TS, class TW, class TL, class A, class TG, class Row>
-FUSEDKD_LANES_INLINE void for_each_counted_uskd_row(const StudentWeakView<TS, TW>& x, const LabelsView<TL>& labels,
-                                                    const USKDOutputs<A, TG>& out, std::int64_t row_begin,
-                                                    std::int64_t row_end, Row&& row) {
+// Calls row(i, s, w, y) for the counted rows in [row_begin, row_end) with their student and weak
+// rows and label, and ignored(i) for the others.
+template <class TS, class TW, class TL, class Ignored, class Row>
+FUSEDKD_LANES_INLINE void for_each_uskd_row(const StudentWeakView<TS, TW>& x, const LabelsView<TL>& labels,
+                                            std::int64_t row_begin, std::int64_t row_end, Ignored&& ignored,
+                                            Row&& row) {
   for (std::int64_t i = row_begin; i < row_end; ++i) {
-    if (labels.ignored(i)) {
-      zero_uskd_row(out, i, x.cols);
-      continue;
-    }
-    row(i, x.student + i * x.student_row_stride, x.weak + i * x.weak_row_stride,
-        out.grad_student ? out.grad_student + i * out.grad_student_row_stride : nullptr,
-        out.grad_weak ? out.grad_weak + i * out.grad_weak_row_stride : nullptr, labels.label(i));
+    if (labels.ignored(i))
+      ignored(i);
+    else
+      row(i, x.student + i * x.student_row_stride, x.weak + i * x.weak_row_stride, labels.label(i));
   }
+}
+
+// The gradient rows of row i (null when not asked for).
+template <class A, class TG> TG* grad_student_row(const USKDOutputs<A, TG>& out, std::int64_t i) {
+  return out.grad_student ? out.grad_student + i * out.grad_student_row_stride : nullptr;
+}
+template <class A, class TG> TG* grad_weak_row(const USKDOutputs<A, TG>& out, std::int64_t i) {
+  return out.grad_weak ? out.grad_weak + i * out.grad_weak_row_stride : nullptr;
 }
 
 // Pass 1, one column at a time (any accumulation type, e.g. fp64).
@@ -103,19 +107,13 @@ template <class TS, class TW, class TL, class A>
 void uskd_stats_rows_scalar(const USKDParams& params, const StudentWeakView<TS, TW>& x, const LabelsView<TL>& labels,
                             USKDRowStats<A>* stats, std::int64_t row_begin, std::int64_t row_end) {
   const std::int64_t C = x.cols;
-  for (std::int64_t i = row_begin; i < row_end; ++i) {
-    if (labels.ignored(i)) {
-      stats[i] = USKDRowStats<A>{};
-      continue;
-    }
-    const TS* s = x.student + i * x.student_row_stride;
-    const TW* w = x.weak + i * x.weak_row_stride;
-    const long long y = labels.label(i);
+  const auto ignored = [&](std::int64_t i) { stats[i] = USKDRowStats<A>{}; };
+  for_each_uskd_row(x, labels, row_begin, row_end, ignored, [&](std::int64_t i, const TS* s, const TW* w, long long y) {
     const USKDStats<A> st = reduce_columns<USKDStats<A>>(C, [&](USKDStats<A>& part, std::int64_t j) {
       part.push(y, j, A(to_acc(s[j])), A(to_acc(w[j])));
     });
     stats[i] = uskd_row_stats(params, st, A(to_acc(s[y])), A(to_acc(w[y])), C);
-  }
+  });
 }
 
 // Calls step(j, first) on the W-column steps of each block of kLaneColumnBlock columns (first =
@@ -163,14 +161,9 @@ FUSEDKD_LANES_INLINE void uskd_stats_rows_lanes(const USKDParams& params, const 
                                                 std::int64_t row_begin, std::int64_t row_end) {
   const std::int64_t C = x.cols;
   if (C < W) return uskd_stats_rows_scalar(params, x, labels, stats, row_begin, row_end);
-  for (std::int64_t i = row_begin; i < row_end; ++i) {
-    if (labels.ignored(i)) {
-      stats[i] = USKDRowStats<float>{};
-      continue;
-    }
-    const TS* s = x.student + i * x.student_row_stride;
-    const TW* w = x.weak + i * x.weak_row_stride;
-    const long long y = labels.label(i);
+  const auto ignored = [&](std::int64_t i) { stats[i] = USKDRowStats<float>{}; };
+  for_each_uskd_row(x, labels, row_begin, row_end, ignored, [&](std::int64_t i, const TS* s, const TW* w, long long y)
+                                                                 FUSEDKD_LANES_INLINE_LAMBDA {
     LaneUSKDStats<W> lanes;
     USKDStats<float> st;
     for_lane_column_blocks<W>(
@@ -188,7 +181,7 @@ FUSEDKD_LANES_INLINE void uskd_stats_rows_lanes(const USKDParams& params, const 
           lanes = LaneUSKDStats<W>{};
         });
     stats[i] = uskd_row_stats(params, st, to_acc(s[y]), to_acc(w[y]), C);
-  }
+  });
 }
 
 }  // namespace detail
@@ -281,8 +274,10 @@ void uskd_rows_scalar(const USKDParams& params, const StudentWeakView<TS, TW>& x
   const double harmonic_C = harmonic_number(C);
   RankScratch scratch;
   std::vector<std::int64_t> order(static_cast<std::size_t>(C));
-  for_each_counted_uskd_row(x, labels, out, row_begin, row_end, [&](std::int64_t i, const TS* s, const TW* w, TG* gs,
-                                                                    TG* gw, long long y) {
+  const auto ignored = [&](std::int64_t i) { zero_uskd_row(out, i, C); };
+  for_each_uskd_row(x, labels, row_begin, row_end, ignored, [&](std::int64_t i, const TS* s, const TW* w, long long y) {
+    TG* const gs = grad_student_row(out, i);
+    TG* const gw = grad_weak_row(out, i);
     const USKDRowStats<A>& st = stats[i];
     // Ranking: descending scores, ties to the lower class index (a strict total order).
     rank_row(
@@ -374,8 +369,10 @@ FUSEDKD_LANES_INLINE void uskd_rows_lanes(const USKDParams& params, const Studen
   float* const score = score_buffer.data();  // r_j
   float* const rank1 = rank1_buffer.data();  // rank_j + 1
   const V scale(out.grad_scale);
-  for_each_counted_uskd_row(x, labels, out, row_begin, row_end, [&](std::int64_t i, const TS* s, const TW* w, TG* gs,
-                                                                    TG* gw, long long y) FUSEDKD_LANES_INLINE_LAMBDA {
+  const auto ignored = [&](std::int64_t i) { zero_uskd_row(out, i, C); };
+  for_each_uskd_row(x, labels, row_begin, row_end, ignored, [&](std::int64_t i, const TS* s, const TW* w, long long y) FUSEDKD_LANES_INLINE_LAMBDA {
+    TG* const gs = grad_student_row(out, i);
+    TG* const gw = grad_weak_row(out, i);
     const USKDRowStats<float>& st = stats[i];
     for_lane_blocks<W>(C, [&](std::int64_t j, int) FUSEDKD_LANES_INLINE_LAMBDA {  // a remainder rewrites equal scores
       // r_j = p_w,j / (1 − p_w,y + 1e-6) + log p_s,j / (1 − log p_s,y + 1e-6)   (uskd_score)
