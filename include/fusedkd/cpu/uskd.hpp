@@ -116,21 +116,6 @@ void uskd_stats_rows_scalar(const USKDParams& params, const StudentWeakView<TS, 
   });
 }
 
-// Calls step(j, first) on the W-column steps of each block of kLaneColumnBlock columns (first =
-// 0) and, for a remainder, once more on the W columns ending at the block's end (first = the
-// lanes already visited), then end_block(j0) after the block starting at j0. The blocking depends
-// only on C and W. Needs C ≥ W.
-template <int W, class Step, class EndBlock>
-FUSEDKD_LANES_INLINE void for_lane_column_blocks(std::int64_t C, Step&& step, EndBlock&& end_block) {
-  for (std::int64_t j0 = 0; j0 < C; j0 += kLaneColumnBlock) {
-    const std::int64_t j1 = j0 + kLaneColumnBlock < C ? j0 + kLaneColumnBlock : C;
-    std::int64_t j = j0;
-    for (; j + W <= j1; j += W) step(j, 0);
-    if (j < j1) step(j1 - W, int(j - (j1 - W)));
-    end_block(j0);
-  }
-}
-
 // USKDStats on W lanes: lane l sees the columns j ≡ l (mod W) of a block.
 template <int W> struct LaneUSKDStats {
   using V = FloatLanes<W>;
