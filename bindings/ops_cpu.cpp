@@ -28,6 +28,21 @@ template <class A> void write_loss(Tensor& loss, const std::vector<A>& row_loss,
   out[0] = A(cpu::sum_rows(row_loss.data(), int64_t(row_loss.size())) * double(reduction_scale<A>(r, counted)));
 }
 
+// Validates the labels (an error names the argument) and counts the rows that are not ignored.
+template <class TL> int64_t checked_counted_rows(const LabelsView<TL>& labels, int64_t N, int64_t C) {
+  try {
+    validate_labels(labels, N, C);
+  } catch (const Error& e) {
+    STD_TORCH_CHECK(false, e.what());
+  }
+  return count_counted_rows(labels, N);
+}
+
+// The gradient's scale: the reduction's (1/N counted for batchmean), 1 for per-row losses.
+template <class A> A grad_scale(Reduction r, int64_t counted) {
+  return r == Reduction::None ? A(1) : reduction_scale<A>(r, counted);
+}
+
 // The row loop of a row-local Loss policy, as a callable.
 template <template <class> class Loss> struct RowLocal {
   template <class... Args> void operator()(const Args&... args) const { cpu::run_rows<Loss>(args...); }
@@ -58,15 +73,10 @@ std::tuple<Tensor, Tensor> run_row_local(Rows rows, const Params& params, const 
     auto run = [&](auto tl, const void* label_ptr) {
       using TL = typename decltype(tl)::type;
       LabelsView<TL> labels{static_cast<const TL*>(label_ptr), ignore_index};
-      try {
-        validate_labels(labels, N, C);
-      } catch (const Error& e) {
-        STD_TORCH_CHECK(false, e.what());
-      }
-      const int64_t counted = count_counted_rows(labels, N);
+      const int64_t counted = checked_counted_rows(labels, N, C);
       std::vector<A> row_loss(static_cast<size_t>(N));
       RowOutputs<A, TS> out{row_loss.data(), compute_grad ? static_cast<TS*>(grad.data_ptr()) : nullptr, C,
-                            reduction == Reduction::None ? A(1) : reduction_scale<A>(reduction, counted)};
+                            grad_scale<A>(reduction, counted)};
       torch::stable::parallel_for(0, N, grain_rows(C), [&](int64_t begin, int64_t end) {
         rows(params, x, labels, out, begin, end);
       });
@@ -139,12 +149,7 @@ std::tuple<Tensor, Tensor, Tensor> uskd_cpu(Tensor student_in, Tensor weak_in, T
     dispatch_label(target.scalar_type(), [&](auto tl) {
       using TL = typename decltype(tl)::type;
       LabelsView<TL> labels{static_cast<const TL*>(target.data_ptr()), ignore_index};
-      try {
-        validate_labels(labels, N, C);
-      } catch (const Error& e) {
-        STD_TORCH_CHECK(false, e.what());
-      }
-      const int64_t counted = count_counted_rows(labels, N);
+      const int64_t counted = checked_counted_rows(labels, N, C);
       std::vector<A> row_loss(static_cast<size_t>(N));
       std::vector<USKDRowStats<A>> stats(static_cast<size_t>(N));
       cpu::USKDOutputs<A, TS> out;
@@ -155,7 +160,7 @@ std::tuple<Tensor, Tensor, Tensor> uskd_cpu(Tensor student_in, Tensor weak_in, T
         out.grad_weak = static_cast<TS*>(grad_w.data_ptr());
         out.grad_weak_row_stride = C;
       }
-      out.grad_scale = reduction_kind == Reduction::None ? A(1) : reduction_scale<A>(reduction_kind, counted);
+      out.grad_scale = grad_scale<A>(reduction_kind, counted);
       torch::stable::parallel_for(0, N, grain_rows(C), [&](int64_t begin, int64_t end) {
         cpu::uskd_stats_rows(p, x, labels, stats.data(), begin, end);
       });
