@@ -98,39 +98,32 @@ FUSEDKD_LANES_INLINE void for_lane_column_blocks(std::int64_t C, Step&& step, En
 
 // A loss's row statistics on SIMD lanes: load_s(j) / load_t(j) give the W (transformed) values
 // of columns j … j + W − 1. Per block of kLaneColumnBlock columns the lanes are reduced into a
-// scalar state in lane order; a remainder of r < W columns is pushed, into a state of its own, as
-// the W columns ending at the block's end, of which only the last r lanes are reduced (after the
-// block's other lanes); the blocks merge in order. So the result depends only on C and W. Needs
-// C ≥ W.
+// scalar state in lane order; a remainder of r < W columns is pushed as the W columns ending at
+// the block's end, of which only the last r lanes are kept; the blocks merge in order. So the
+// result depends only on C and W. Needs C ≥ W.
 template <class L, int W, class LoadS, class LoadT>
 FUSEDKD_LANES_INLINE typename L::Stats lane_row_stats(const typename L::Context& ctx, std::int64_t C, LoadS&& load_s,
                                                       LoadT&& load_t) {
   using Lanes = typename L::template StatsT<FloatLanes<W>>;
   typename L::Stats st;
-  Lanes lanes, tail;
-  int tail_first = 0;  // the remainder's first kept lane; 0: no remainder in this block
-  for_lane_column_blocks<W>(
-      C,
-      [&](std::int64_t j, int first) FUSEDKD_LANES_INLINE_LAMBDA {
-        if (first == 0) {
-          lanes.push(ctx, IndexLanes<W>::iota(j), load_s(j), load_t(j));
-        } else {
-          tail.push(ctx, IndexLanes<W>::iota(j), load_s(j), load_t(j));
-          tail_first = first;
-        }
-      },
-      [&](std::int64_t j0) FUSEDKD_LANES_INLINE_LAMBDA {
-        typename L::Stats part;
-        lanes.zip(part, ReduceLanes{});
-        if (tail_first > 0) tail.zip(part, ReduceLanes{tail_first});
-        if (j0 == 0)
-          st = part;
-        else
-          st.merge(part);
-        lanes = Lanes{};
-        tail = Lanes{};
-        tail_first = 0;
-      });
+  for (std::int64_t j0 = 0; j0 < C; j0 += kLaneColumnBlock) {
+    const std::int64_t j1 = j0 + kLaneColumnBlock < C ? j0 + kLaneColumnBlock : C;
+    Lanes lanes;
+    std::int64_t j = j0;
+    for (; j + W <= j1; j += W) lanes.push(ctx, IndexLanes<W>::iota(j), load_s(j), load_t(j));
+    typename L::Stats part;
+    lanes.zip(part, ReduceLanes{});
+    if (j < j1) {
+      Lanes tail;
+      const std::int64_t jt = j1 - W;
+      tail.push(ctx, IndexLanes<W>::iota(jt), load_s(jt), load_t(jt));
+      tail.zip(part, ReduceLanes{int(j - jt)});
+    }
+    if (j0 == 0)
+      st = part;
+    else
+      st.merge(part);
+  }
   return st;
 }
 
