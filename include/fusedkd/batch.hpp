@@ -59,9 +59,9 @@ template <class TL> void validate_labels(const LabelsView<TL>& labels, std::int6
   for (std::int64_t i = 0; i < rows; ++i) {
     const std::int64_t y = std::int64_t(labels.data[i]);
     if (y == labels.ignore_index) continue;
-    require(y >= 0 && y < cols, "target: label " + std::to_string(y) + " at row " + std::to_string(i) +
-                                    " is out of range [0, " + std::to_string(cols) + ") and is not ignore_index (" +
-                                    std::to_string(labels.ignore_index) + ")");
+    if (y < 0 || y >= cols)  // the message is built only for a bad label
+      fail("target: label " + std::to_string(y) + " at row " + std::to_string(i) + " is out of range [0, " +
+           std::to_string(cols) + ") and is not ignore_index (" + std::to_string(labels.ignore_index) + ")");
   }
 }
 

@@ -11,8 +11,10 @@ class Error : public std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+[[noreturn]] inline void fail(const std::string& message) { throw Error("fusedkd: " + message); }
+
 inline void require(bool ok, const std::string& message) {
-  if (!ok) throw Error("fusedkd: " + message);
+  if (!ok) fail(message);
 }
 
 }  // namespace fusedkd
