@@ -273,11 +273,16 @@ TEST(LanesStandardized, RLDMatchesScalar) {
       ASSERT_NEAR(loss[size_t(i)], loss64[size_t(i)], 6e-5 * std::max(1.0, std::abs(loss64[size_t(i)])))
           << "C " << C << " row " << i;
     // The constant row's gradient is (g − mean g)/ε: the cancellation of g − mean g (terms of size
-    // ~1/C), summed in another order, is amplified by 1/ε = 1e7, hence 1e-3 relative there (the
-    // two fp32 paths differ by up to 3.4e-4 at C = 2051) and 1e-5 elsewhere.
+    // ~1/C) is amplified by 1/ε = 1e7, so there each fp32 path is held to fp64 at 2e-3 relative
+    // (measured: SIMD ≤ 1.2e-3, scalar ≤ 4.2e-4, at C = 1000); elsewhere SIMD vs scalar at 1e-5.
     for (size_t k = 0; k < grad.size(); ++k) {
-      const double tol = (int64_t(k) / C == 2 ? 1e-3 : 1e-5) * std::max(1.0f, std::abs(grad_ref[k]));
-      ASSERT_NEAR(grad[k], grad_ref[k], tol) << "C " << C << " k " << k;
+      if (int64_t(k) / C == 2) {
+        const double tol = 2e-3 * std::max(1.0, std::abs(grad64[k]));
+        ASSERT_NEAR(grad[k], grad64[k], tol) << "C " << C << " k " << k;
+        ASSERT_NEAR(grad_ref[k], grad64[k], tol) << "C " << C << " k " << k;
+      } else {
+        ASSERT_NEAR(grad[k], grad_ref[k], 1e-5 * std::max(1.0f, std::abs(grad_ref[k]))) << "C " << C << " k " << k;
+      }
     }
   }
 }

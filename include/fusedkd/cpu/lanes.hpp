@@ -149,6 +149,15 @@ template <int W> FUSEDKD_LANES_INLINE LaneMask<W> operator>=(IndexLanes<W> j, st
   FUSEDKD_LANEWISE(W, r.m, j.v >= k, (j.v[l] >= k) ? -1 : 0);
   return r;
 }
+// Lanes [first, W).
+template <int W> FUSEDKD_LANES_INLINE LaneMask<W> lane_keep(int first) {
+  return IndexLanes<W>::iota(0) >= std::int32_t(first);
+}
+template <int W> FUSEDKD_LANES_INLINE LaneMask<W> operator<(IndexLanes<W> a, IndexLanes<W> b) {
+  LaneMask<W> r;
+  FUSEDKD_LANEWISE(W, r.m, a.v < b.v, (a.v[l] < b.v[l]) ? -1 : 0);
+  return r;
+}
 template <int W> FUSEDKD_LANES_INLINE LaneMask<W> operator!(LaneMask<W> a) {
   LaneMask<W> r;
   FUSEDKD_LANEWISE(W, r.m, ~a.m, ~a.m[l]);
@@ -157,6 +166,11 @@ template <int W> FUSEDKD_LANES_INLINE LaneMask<W> operator!(LaneMask<W> a) {
 template <int W> FUSEDKD_LANES_INLINE LaneMask<W> operator&&(LaneMask<W> a, LaneMask<W> b) {
   LaneMask<W> r;
   FUSEDKD_LANEWISE(W, r.m, a.m & b.m, a.m[l] & b.m[l]);
+  return r;
+}
+template <int W> FUSEDKD_LANES_INLINE LaneMask<W> operator||(LaneMask<W> a, LaneMask<W> b) {
+  LaneMask<W> r;
+  FUSEDKD_LANEWISE(W, r.m, a.m | b.m, a.m[l] | b.m[l]);
   return r;
 }
 // Whether any lane is set: the mask's 64-bit halves OR-folded (a lane shuffle for 8 lanes), then
@@ -238,15 +252,31 @@ template <int W> FUSEDKD_LANES_INLINE FloatLanes<W> exp_(FloatLanes<W> x) {
 }
 
 // ----------------------------------------------------------------------------- across lanes (fixed order)
+// Pairwise trees: lanes l and l + W/2 combine first, then l and l + W/4, …; the order depends only
+// on W. With vector extensions each level is one add (or max) of the register's two halves.
+namespace lanes_detail {
+template <int W, class Op> FUSEDKD_LANES_INLINE float fold_halves(FloatLanes<W> a, Op op) {
+  if constexpr (W == 1) {
+    return a.v[0];
+  } else {
+#if FUSEDKD_CPU_VECTOR_EXTENSIONS
+    FloatLanes<W / 2> lo, hi;
+    std::memcpy(&lo.v, &a.v, sizeof lo.v);
+    std::memcpy(&hi.v, reinterpret_cast<const char*>(&a.v) + sizeof lo.v, sizeof hi.v);
+#else
+    FloatLanes<W / 2> lo, hi;
+    for (int l = 0; l < W / 2; ++l) lo.v[l] = a.v[l], hi.v[l] = a.v[l + W / 2];
+#endif
+    return fold_halves<W / 2>(op(lo, hi), op);
+  }
+}
+}  // namespace lanes_detail
+
 template <int W> FUSEDKD_LANES_INLINE float hsum(FloatLanes<W> a) {
-  float r = a.v[0];
-  for (int l = 1; l < W; ++l) r += a.v[l];
-  return r;
+  return lanes_detail::fold_halves<W>(a, [](auto x, auto y) FUSEDKD_LANES_INLINE_LAMBDA { return x + y; });
 }
 template <int W> FUSEDKD_LANES_INLINE float hmax(FloatLanes<W> a) {
-  float r = a.v[0];
-  for (int l = 1; l < W; ++l) r = a.v[l] > r ? a.v[l] : r;
-  return r;
+  return lanes_detail::fold_halves<W>(a, [](auto x, auto y) FUSEDKD_LANES_INLINE_LAMBDA { return max(x, y); });
 }
 
 // ----------------------------------------------------------------------------- loads and stores

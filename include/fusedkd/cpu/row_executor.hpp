@@ -97,10 +97,11 @@ FUSEDKD_LANES_INLINE void for_lane_column_blocks(std::int64_t C, Step&& step, En
 }
 
 // A loss's row statistics on SIMD lanes: load_s(j) / load_t(j) give the W (transformed) values
-// of columns j … j + W − 1. Per block of kLaneColumnBlock columns the lanes are reduced into a
-// scalar state in lane order; a remainder of r < W columns is pushed as the W columns ending at
-// the block's end, of which only the last r lanes are kept; the blocks merge in order. So the
-// result depends only on C and W. Needs C ≥ W.
+// of columns j … j + W − 1. Per block of kLaneColumnBlock columns, a remainder of r < W columns is
+// pushed as the W columns ending at the block's end into a second lane state, whose last r lanes
+// merge lane by lane into the first; the lanes are then reduced into a scalar state (a fixed
+// tree over the lanes), and the blocks merge in order. So the result depends only on C and W.
+// Needs C ≥ W.
 template <class L, int W, class LoadS, class LoadT>
 FUSEDKD_LANES_INLINE typename L::Stats lane_row_stats(const typename L::Context& ctx, std::int64_t C, LoadS&& load_s,
                                                       LoadT&& load_t) {
@@ -111,14 +112,14 @@ FUSEDKD_LANES_INLINE typename L::Stats lane_row_stats(const typename L::Context&
     Lanes lanes;
     std::int64_t j = j0;
     for (; j + W <= j1; j += W) lanes.push(ctx, IndexLanes<W>::iota(j), load_s(j), load_t(j));
-    typename L::Stats part;
-    lanes.zip(part, ReduceLanes{});
     if (j < j1) {
       Lanes tail;
       const std::int64_t jt = j1 - W;
       tail.push(ctx, IndexLanes<W>::iota(jt), load_s(jt), load_t(jt));
-      tail.zip(part, ReduceLanes{int(j - jt)});
+      tail.zip(lanes, MergeLanes{int(j - jt)});
     }
+    typename L::Stats part;
+    lanes.zip(part, ReduceLanes{});
     if (j0 == 0)
       st = part;
     else

@@ -55,7 +55,7 @@ template <class A> struct DKD {
       s_nt.push(sj * c.inv_tau, nt);
       t_nt.push(tj * c.inv_tau, tj - sj, nt);
     }
-    template <class O, class F> FUSEDKD_HD void zip(O& o, F f) {
+    template <class O, class F> FUSEDKD_HD_FORCEINLINE void zip(O& o, F f) {
       f(s_nt, o.s_nt);
       f(t_nt, o.t_nt);
     }

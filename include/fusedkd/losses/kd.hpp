@@ -36,7 +36,7 @@ template <class A> struct KD {
       s.push(sj * c.inv_tau);
       t.push(tj * c.inv_tau, tj - sj);
     }
-    template <class O, class F> FUSEDKD_HD void zip(O& o, F f) {
+    template <class O, class F> FUSEDKD_HD_FORCEINLINE void zip(O& o, F f) {
       f(s, o.s);
       f(t, o.t);
     }

@@ -66,7 +66,7 @@ template <class A> struct NKD {
       s_nt.push(sj * c.inv_tau, nt);
       t_nt.push(tj * c.inv_tau, sj, nt);
     }
-    template <class O, class F> FUSEDKD_HD void zip(O& o, F f) {
+    template <class O, class F> FUSEDKD_HD_FORCEINLINE void zip(O& o, F f) {
       f(s1_nt, o.s1_nt);
       f(t1_nt, o.t1_nt);
       f(s_nt, o.s_nt);

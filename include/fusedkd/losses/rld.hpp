@@ -113,7 +113,7 @@ template <class A> struct RLD {
       s_k.push(sj * c.inv_tau, in_k);
       t_k.push(tj * c.inv_tau, tj - sj, in_k);
     }
-    template <class O, class F> FUSEDKD_HD void zip(O& o, F f) {
+    template <class O, class F> FUSEDKD_HD_FORCEINLINE void zip(O& o, F f) {
       f(s_nt_a, o.s_nt_a);
       f(t_top, o.t_top);
       f(s_k, o.s_k);
