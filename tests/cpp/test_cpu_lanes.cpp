@@ -250,6 +250,56 @@ TEST_P(LanesVsScalar, RLDTeacherTiesGoToTheFirstIndex) {
   for (size_t k = 0; k < grad.size(); ++k) EXPECT_NEAR(grad[k], grad_ref[k], 2e-6);
 }
 
+// KD's SIMD rows keep their exponentials (cpu/kd_lanes.hpp): against the fp64 scalar rows on
+// wide logits (N(0, 8²), LLM-like), at τ = 1 and 4, every remainder, with columns masked to −inf
+// in both student and teacher (a padded vocabulary: they contribute nothing, get gradient 0,
+// exactly as in the scalar path), and the loss alone (no gradient) equal to the loss with one.
+// fp32 vs fp64: 2e-5 relative on losses, 2e-6 on gradients (scale ≤ 1, grad_scale 0.5).
+TEST_P(LanesVsScalar, KDAgainstFloat64WithMaskedColumns) {
+  for (double tau : {1.0, 4.0})
+    for (int64_t C : {8L, 9L, 100L, 1000L, 1031L, 5000L}) {
+      const int64_t N = 6;
+      std::mt19937 rng(unsigned(C) + unsigned(tau));
+      std::normal_distribution<float> normal(0.0f, 8.0f);
+      vector<float> s(size_t(N * C)), t(size_t(N * C));
+      for (size_t k = 0; k < s.size(); ++k) {
+        const bool masked = (k % 11) == 3 && k % size_t(C) != 0;  // keep one finite column per row
+        s[k] = masked ? -INFINITY : normal(rng);
+        t[k] = masked ? -INFINITY : normal(rng);
+      }
+      const vector<double> s64(s.begin(), s.end()), t64(t.begin(), t.end());
+      const KDParams p{tau};
+      LabelsView<int64_t> none{nullptr, -100};
+      vector<double> loss64(static_cast<size_t>(N)), grad64(static_cast<size_t>(N * C));
+      cpu::detail::run_rows_scalar<KD>(p, LogitsView<double, double>{s64.data(), C, t64.data(), C, N, C}, none,
+                                       RowOutputs<double, double>{loss64.data(), grad64.data(), C, 0.5}, 0, N);
+      const LogitsView<float, float> x{s.data(), C, t.data(), C, N, C};
+      vector<float> loss(static_cast<size_t>(N)), grad(static_cast<size_t>(N * C)), loss_only(static_cast<size_t>(N));
+      const auto lanes = [&](const RowOutputs<float, float>& out) {
+        if (GetParam() == Lane::Baseline) {
+          cpu::detail::run_rows_baseline<KD>(p, x, none, out, 0, N);
+        } else {
+#if FUSEDKD_CPU_AVX2_DISPATCH
+          cpu::detail::run_rows_avx2<KD>(p, x, none, out, 0, N);
+#endif
+        }
+      };
+      lanes(RowOutputs<float, float>{loss.data(), grad.data(), C, 0.5f});
+      lanes(RowOutputs<float, float>{loss_only.data(), nullptr, C, 0.5f});
+      for (int64_t i = 0; i < N; ++i) {
+        const double ref = loss64[size_t(i)];
+        ASSERT_NEAR(loss[size_t(i)], ref, 2e-5 * std::max(1.0, std::abs(ref))) << "tau " << tau << " C " << C;
+        ASSERT_EQ(loss_only[size_t(i)], loss[size_t(i)]) << "tau " << tau << " C " << C;
+      }
+      for (size_t k = 0; k < grad.size(); ++k) {
+        if (std::isinf(s[k])) {
+          ASSERT_EQ(grad[k], 0.0f) << "masked column, k " << k;
+        }
+        ASSERT_NEAR(grad[k], grad64[k], 2e-6 * std::max(1.0, std::abs(grad64[k]))) << "tau " << tau << " C " << C;
+      }
+    }
+}
+
 // Logit-standardized RLD: rld_rows (the SIMD path for fp32 when C ≥ 8) against the scalar
 // run_rows_standardized in fp32 (gradients) and in fp64 (losses), including a constant row (σ = 0).
 // The standardized MCD term cancels strongly (weight β τ² = 128), so an fp32 row loss is within a

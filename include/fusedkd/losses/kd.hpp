@@ -56,8 +56,12 @@ template <class A> struct KD {
     return r;
   }
 
+  // ∂ℓ/∂s_j from the two softmax probabilities p_s,j and p_t,j.
+  template <class V> FUSEDKD_HD_FORCEINLINE static V grad_from_probs(const Context& c, V p_s, V p_t) {
+    return c.tau * (p_s - p_t);
+  }
   template <class V, class J> FUSEDKD_HD_FORCEINLINE static V grad(const Context& c, const Row& r, J, V sj, V tj) {
-    return c.tau * (exp_(sj * c.inv_tau - r.lse_s) - exp_(tj * c.inv_tau - r.lse_t));
+    return grad_from_probs(c, exp_(sj * c.inv_tau - r.lse_s), exp_(tj * c.inv_tau - r.lse_t));
   }
 };
 
