@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from ._ops import ops
+from ._ops import call_op
 
 __all__ = ["kd_loss", "dkd_loss", "nkd_loss", "uskd_loss", "rld_loss"]
 
@@ -64,7 +64,7 @@ def kd_loss(
     """Hinton KD: ``τ² · KL(softmax(t/τ) ‖ softmax(s/τ))`` per row (mdistiller ``kd_loss``)."""
     s = _tensor(student_logits, "student_logits")
     t = _on_student_device(s, _tensor(teacher_logits, "teacher_logits"), "teacher_logits").detach()
-    loss, _ = ops.kd(s, t, float(temperature), _reduction(reduction), _needs_grad(s))
+    loss, _ = call_op("kd", s, t, float(temperature), _reduction(reduction), _needs_grad(s))
     return loss
 
 
@@ -82,8 +82,8 @@ def dkd_loss(
     s = _tensor(student_logits, "student_logits")
     t = _on_student_device(s, _tensor(teacher_logits, "teacher_logits"), "teacher_logits").detach()
     y = _on_student_device(s, _tensor(target, "target"), "target")
-    loss, _ = ops.dkd(
-        s, t, y, float(alpha), float(beta), float(temperature), _reduction(reduction), int(ignore_index), _needs_grad(s)
+    loss, _ = call_op(
+        "dkd", s, t, y, float(alpha), float(beta), float(temperature), _reduction(reduction), int(ignore_index), _needs_grad(s)
     )
     return loss
 
@@ -105,8 +105,8 @@ def nkd_loss(
     s = _tensor(student_logits, "student_logits")
     t = _on_student_device(s, _tensor(teacher_logits, "teacher_logits"), "teacher_logits").detach()
     y = _on_student_device(s, _hard_labels(target, s), "target")
-    loss, _ = ops.nkd(
-        s, t, y, float(temperature), float(gamma), _reduction(reduction), int(ignore_index), _needs_grad(s)
+    loss, _ = call_op(
+        "nkd", s, t, y, float(temperature), float(gamma), _reduction(reduction), int(ignore_index), _needs_grad(s)
     )
     return loss
 
@@ -127,8 +127,8 @@ def rld_loss(
     s = _tensor(student_logits, "student_logits")
     t = _on_student_device(s, _tensor(teacher_logits, "teacher_logits"), "teacher_logits").detach()
     y = _on_student_device(s, _tensor(target, "target"), "target")
-    loss, _ = ops.rld(
-        s, t, y, float(alpha), float(beta), float(temperature), float(alpha_temperature),
+    loss, _ = call_op(
+        "rld", s, t, y, float(alpha), float(beta), float(temperature), float(alpha_temperature),
         bool(logit_standardization), _reduction(reduction), int(ignore_index), _needs_grad(s),
     )
     return loss
@@ -157,7 +157,7 @@ def uskd_loss(
         from . import reference
 
         return reference.uskd_loss(s, w, y, alpha, beta, mu, _reduction(reduction), ignore_index)
-    loss, _, _ = ops.uskd(
-        s, w, y, float(alpha), float(beta), float(mu), _reduction(reduction), int(ignore_index), _needs_grad(s, w)
+    loss, _, _ = call_op(
+        "uskd", s, w, y, float(alpha), float(beta), float(mu), _reduction(reduction), int(ignore_index), _needs_grad(s, w)
     )
     return loss

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -88,8 +90,43 @@ def test_upstream_gradient_scales_the_saved_gradient():
     torch.testing.assert_close(gw, gn * w[:, None])
 
 
+class _PassThrough(torch.overrides.TorchFunctionMode):
+    """A torch-function mode that changes nothing but takes the functional API off its plain-eager
+    path (an autograd.Function) onto the op with its torch.library autograd, as tracers see it."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        return func(*args, **(kwargs or {}))
+
+
+_PATHS = {"eager_function": contextlib.nullcontext, "registered_op": _PassThrough}
+
+
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-def test_unit_upstream_gradient_hands_over_the_saved_gradient_safely(case):
+def test_eager_function_and_registered_op_agree_bit_for_bit(case):
+    # Plain eager calls go through an autograd.Function, anything traced through the op and its
+    # registered autograd (fusedkd._ops.call_op); both must give the same loss and gradients.
+    args = case.inputs(6, 11, seed=5)
+    results = {}
+    for name, path in _PATHS.items():
+        with path():
+            loss = case.call(case.fused, args)
+            grads = torch.autograd.grad(loss, args[: case.n_diff])
+        results[name] = (loss.grad_fn.name(), loss.detach(), grads)
+    eager_fn, op_fn = results["eager_function"][0], results["registered_op"][0]
+    assert eager_fn.startswith("FusedKD") and not op_fn.startswith("FusedKD"), (eager_fn, op_fn)
+    torch.testing.assert_close(results["eager_function"][1], results["registered_op"][1], rtol=0, atol=0)
+    for a, b in zip(results["eager_function"][2], results["registered_op"][2]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("path", list(_PATHS))
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_unit_upstream_gradient_hands_over_the_saved_gradient_safely(case, path):
+    with _PATHS[path]():
+        _check_gradient_hand_over(case)
+
+
+def _check_gradient_hand_over(case):
     # grad_output == 1 on the CPU returns the op's saved gradient instead of a scaled copy; this
     # must not leak aliasing: a retained graph run twice accumulates twice, the second run sees
     # an unmodified saved gradient, and .grad accumulates into its own storage.
