@@ -5,6 +5,7 @@
 // lanes, in the remainder and at the ends, and fp16/bf16 inputs.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <cstdint>
@@ -297,6 +298,53 @@ TEST_P(LanesVsScalar, KDAgainstFloat64WithMaskedColumns) {
         }
         ASSERT_NEAR(grad[k], grad64[k], 2e-6 * std::max(1.0, std::abs(grad64[k]))) << "tau " << tau << " C " << C;
       }
+    }
+}
+
+// RLD's SIMD rows keep their exponentials (cpu/rld_lanes.hpp), each sum referred to the max over
+// its own columns. Against the fp64 scalar rows, both modes, every remainder class, on rows made to
+// stress that: label at the teacher's lowest class (K empty: SCD only), at the teacher's top class,
+// and a student whose target logit exceeds the rest by 200 (a reference over all columns would
+// underflow the non-target sum to 0). fp32 vs fp64: 2e-5 relative on losses, 2e-5 on gradients.
+TEST_P(LanesVsScalar, RLDAgainstFloat64OnEdgeRows) {
+  for (bool stand : {false, true})
+    for (int64_t C : {8L, 13L, 100L, 1031L}) {
+      const int64_t N = 6;
+      Data d = make_data(N, C, unsigned(C) + 3u * stand);
+      for (int64_t i = 0; i < N; ++i) {
+        float* s = &d.s[size_t(i * C)];
+        const float* t = &d.t[size_t(i * C)];
+        const int64_t lo = std::min_element(t, t + C) - t, hi = std::max_element(t, t + C) - t;
+        d.y[size_t(i)] = i % 3 == 0 ? lo : i % 3 == 1 ? hi : int64_t(i * 7 % C);
+        if (i % 3 == 2) s[d.y[size_t(i)]] = *std::max_element(s, s + C) + 200.0f;
+      }
+      const RLDParams p{1.0, 8.0, 4.0, 1.0, stand};
+      const vector<double> s64(d.s.begin(), d.s.end()), t64(d.t.begin(), d.t.end());
+      LabelsView<int64_t> labels{d.y.data(), -100};
+      vector<double> loss64(static_cast<size_t>(N)), grad64(static_cast<size_t>(N * C));
+      cpu::rld_rows(p, LogitsView<double, double>{s64.data(), C, t64.data(), C, N, C}, labels,
+                    RowOutputs<double, double>{loss64.data(), grad64.data(), C, 1.0}, 0, N);
+      vector<float> loss(static_cast<size_t>(N)), grad(static_cast<size_t>(N * C));
+      const LogitsView<float, float> x{d.s.data(), C, d.t.data(), C, N, C};
+      if (GetParam() == Lane::Baseline) {
+        cpu::detail::with_baseline_lanes([&](auto w) FUSEDKD_LANES_INLINE_LAMBDA {
+          if (stand)
+            cpu::detail::run_rld_standardized_lanes<decltype(w)::value>(
+                p, x, labels, RowOutputs<float, float>{loss.data(), grad.data(), C, 1.0f}, 0, N, float(kStandardizeEps));
+          else
+            cpu::detail::run_rows_lanes<RLD, decltype(w)::value>(
+                p, x, labels, RowOutputs<float, float>{loss.data(), grad.data(), C, 1.0f}, 0, N);
+        });
+      } else {
+        cpu::rld_rows(p, x, labels, RowOutputs<float, float>{loss.data(), grad.data(), C, 1.0f}, 0, N);
+      }
+      for (int64_t i = 0; i < N; ++i) {
+        const double ref = loss64[size_t(i)];
+        ASSERT_TRUE(std::isfinite(loss[size_t(i)])) << "row " << i << " C " << C << " stand " << stand;
+        ASSERT_NEAR(loss[size_t(i)], ref, 2e-5 * std::max(1.0, std::abs(ref))) << "row " << i << " C " << C << " stand " << stand;
+      }
+      for (size_t k = 0; k < grad.size(); ++k)
+        ASSERT_NEAR(grad[k], grad64[k], 2e-5 * std::max(1.0, std::abs(grad64[k]))) << "k " << k << " C " << C << " stand " << stand;
     }
 }
 

@@ -3,8 +3,9 @@
 //
 // Per row: pass 1 gathers the mean and Bessel std of s and of t (RowMoments); pass 2 runs the
 // loss policy on x̃ = (x − μ)/(ε + σ); with a gradient, pass 3 sums Σ g and Σ g (s − μ) with
-// g = ∂ℓ/∂s̃, and pass 4 writes ∂ℓ/∂s through the standardization (standardize_backward),
-// recomputing g rather than storing it (no per-row scratch, the same plan as a GPU block).
+// g = ∂ℓ/∂s̃, and pass 4 writes ∂ℓ/∂s through the standardization (standardize_backward). The
+// scalar rows recompute g in passes 3 and 4 (no per-row scratch, the same plan as a GPU block);
+// the SIMD rows keep g, and the exponentials behind it, in a per-thread scratch (rld_lanes.hpp).
 #pragma once
 
 #include <cstdint>
@@ -92,14 +93,17 @@ template <int W, class Load> FUSEDKD_LANES_INLINE RowMoments<float> lane_moments
   return m;
 }
 
-// run_rows_standardized on SIMD lanes (fp32 accumulation), the same four passes. Needs C ≥ W.
-template <template <class> class Loss, int W, class Params, class TS, class TT, class TL, class TG>
-FUSEDKD_LANES_INLINE void run_rows_standardized_lanes(const Params& params, const LogitsView<TS, TT>& x,
-                                                      const LabelsView<TL>& labels, const RowOutputs<float, TG>& out,
-                                                      std::int64_t row_begin, std::int64_t row_end, float eps) {
-  using L = Loss<float>;
+// RLD on standardized rows on SIMD lanes (fp32 accumulation). Pass 1 as run_rows_standardized;
+// the loss and ∂ℓ/∂s̃ come from rld_row_lanes on x̃ (each exponential once); pass 3 sums Σ g and
+// Σ g (s − μ) over the kept ∂ℓ/∂s̃, and pass 4 chains them through the standardization. Needs C ≥ W.
+template <int W, class TS, class TT, class TL, class TG>
+FUSEDKD_LANES_INLINE void run_rld_standardized_lanes(const RLDParams& params, const LogitsView<TS, TT>& x,
+                                                     const LabelsView<TL>& labels, const RowOutputs<float, TG>& out,
+                                                     std::int64_t row_begin, std::int64_t row_end, float eps) {
+  using L = RLD<float>;
   using V = FloatLanes<W>;
   const std::int64_t C = x.cols;
+  std::vector<float> scratch(out.grad ? std::size_t(3 * C) : 0);
   for_each_counted_row(x, labels, out, row_begin, row_end, [&](std::int64_t i, const TS* s, const TT* t, TG* g)
                                                               FUSEDKD_LANES_INLINE_LAMBDA {
     const auto load_s = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return load_lanes<W>(s + j); };
@@ -108,12 +112,11 @@ FUSEDKD_LANES_INLINE void run_rows_standardized_lanes(const Params& params, cons
     const typename L::Context ctx(params, standardized_row_input(zs, zt, s, t, labels.label(i)));
     const auto std_s = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return zs.apply(load_s(j)); };
     const auto std_t = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return zt.apply(load_t(j)); };
-    const typename L::Row r = L::finalize(ctx, lane_row_stats<L, W>(ctx, C, std_s, std_t));  // pass 2
+    float* const g_std = g ? scratch.data() : nullptr;  // ∂ℓ/∂s̃
+    const typename L::Row r = rld_row_lanes<W, kLaneColumnBlock>(ctx, C, std_s, std_t, g_std);  // pass 2
     if (out.row_loss) out.row_loss[i] = r.loss;
     if (!g) return;
-    const auto grad_std = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA {  // ∂ℓ/∂s̃ at columns j … j + W − 1
-      return L::grad(ctx, r, IndexLanes<W>::iota(j), std_s(j), std_t(j));
-    };
+    const auto grad_std = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return load_lanes<W>(g_std + j); };
     StandardizeGradSums<float> sums;  // pass 3
     sums.g = lane_sum<W>(C, grad_std);
     sums.gx = lane_sum<W>(C, [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return grad_std(j) * (load_s(j) - zs.mu); });
@@ -134,8 +137,8 @@ void rld_rows(const RLDParams& params, const LogitsView<TS, TT>& x, const Labels
     if constexpr (std::is_same_v<A, float> && is_lane_element<TS> && is_lane_element<TT>) {
       if (x.cols >= kAvx2Lanes) {
         detail::with_lanes([&](auto w) FUSEDKD_LANES_INLINE_LAMBDA {
-          detail::run_rows_standardized_lanes<RLD, decltype(w)::value>(params, x, labels, out, row_begin, row_end,
-                                                                      kStandardizeEps);
+          detail::run_rld_standardized_lanes<decltype(w)::value>(params, x, labels, out, row_begin, row_end,
+                                                                kStandardizeEps);
         });
         return;
       }

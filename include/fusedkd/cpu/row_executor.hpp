@@ -12,6 +12,7 @@
 #include "../row.hpp"
 #include "isa.hpp"
 #include "kd_lanes.hpp"
+#include "rld_lanes.hpp"
 #include "lane_accumulators.hpp"
 #include "lanes.hpp"
 
@@ -156,6 +157,23 @@ FUSEDKD_LANES_INLINE void run_rows_lanes(const Params& params, const LogitsView<
                                   const typename L::Row r = kd_row_lanes<W, kLaneColumnBlock>(
                                       ctx, C, s, t, g, out.grad_scale, g ? scratch.data() : nullptr);
                                   if (out.row_loss) out.row_loss[i] = r.loss;
+                                });
+  }
+  if constexpr (std::is_same_v<L, RLD<float>>) {  // so does RLD (rld_lanes.hpp)
+    std::vector<float> scratch(out.grad ? std::size_t(3 * C) : 0);
+    return for_each_counted_row(x, labels, out, row_begin, row_end,
+                                [&](std::int64_t i, const TS* s, const TT* t, TG* g) FUSEDKD_LANES_INLINE_LAMBDA {
+                                  const typename L::Context ctx(params, gather_row_input<float>(s, t, labels.label(i)));
+                                  const auto load_s = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return load_lanes<W>(s + j); };
+                                  const auto load_t = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return load_lanes<W>(t + j); };
+                                  const typename L::Row r = rld_row_lanes<W, kLaneColumnBlock>(
+                                      ctx, C, load_s, load_t, g ? scratch.data() : nullptr);
+                                  if (out.row_loss) out.row_loss[i] = r.loss;
+                                  if (!g) return;
+                                  const V scale(out.grad_scale);
+                                  for_lane_blocks<W>(C, [&](std::int64_t j, int) FUSEDKD_LANES_INLINE_LAMBDA {
+                                    store_lanes(g + j, scale * load_lanes<W>(scratch.data() + j));
+                                  });
                                 });
   }
   for_each_counted_row(x, labels, out, row_begin, row_end, [&](std::int64_t i, const TS* s, const TT* t, TG* g)

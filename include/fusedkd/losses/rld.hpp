@@ -157,11 +157,24 @@ template <class A> struct RLD {
     return r;
   }
 
+  // ∂ℓ/∂s_j, from the probabilities it needs: p_nt = exp(s_j/a − lse_{j≠y}(s/a)) (SCD; unused at
+  // j = y) and, for j ∈ K, p_k_s = exp(s_j/τ − lse_K(s/τ)), p_k_t = exp(t_j/τ − lse_K(t/τ)) (MCD).
+  template <class V, class M> FUSEDKD_HD_FORCEINLINE static V scd_grad(const Context& c, const Row& r, M is_y, V p_nt) {
+    return select(is_y, c.alpha * c.a * r.target_gap, -c.alpha * c.a * r.target_gap * p_nt);
+  }
+  template <class V> FUSEDKD_HD_FORCEINLINE static V mcd_grad(const Context& c, V p_k_s, V p_k_t) {
+    return c.beta * c.tau * (p_k_s - p_k_t);
+  }
+  template <class V, class M>
+  FUSEDKD_HD_FORCEINLINE static V grad_from_probs(const Context& c, const Row& r, M is_y, M in_k, V p_nt, V p_k_s,
+                                                  V p_k_t) {
+    const V scd = scd_grad(c, r, is_y, p_nt);
+    return r.k_nonempty ? scd + select(in_k, mcd_grad(c, p_k_s, p_k_t), V(A(0))) : scd;
+  }
   template <class V, class J> FUSEDKD_HD_FORCEINLINE static V grad(const Context& c, const Row& r, J j, V sj, V tj) {
-    const V scd = select(j == c.y, c.alpha * c.a * r.target_gap,
-                         -c.alpha * c.a * r.target_gap * exp_(sj * c.inv_a - r.lse_nt_a_s));
+    const V scd = scd_grad(c, r, j == c.y, exp_(sj * c.inv_a - r.lse_nt_a_s));
     if (!r.k_nonempty) return scd;
-    const V mcd = c.beta * c.tau * (exp_(sj * c.inv_tau - r.lse_k_s) - exp_(tj * c.inv_tau - r.lse_k_t));
+    const V mcd = mcd_grad(c, exp_(sj * c.inv_tau - r.lse_k_s), exp_(tj * c.inv_tau - r.lse_k_t));
     return scd + select(tj < c.t_y, mcd, V(A(0)));
   }
 };
