@@ -7,9 +7,8 @@
 //   pass 3: ∂ℓ/∂s_j = KD::grad_from_probs(e_s,j / z_s, e_t,j / z_t)
 //
 // The statistics are KD's (lse = m + log z, the cross sum d), handed to KD::finalize. Each lane
-// sums a block of kBlock columns, and the block sums are added lane by lane (the two-level sum of
-// the other paths); a remainder of r < W columns is the W columns ending at C with the lanes
-// already visited masked out (the max pass needs no mask). With the references at the row's
+// sums a block of kLaneColumnBlock columns, and the block sums are added lane by lane (the
+// two-level sum of the other paths); remainders as in lane_loops.hpp. With the references at the row's
 // max every exponential is ≤ 1 and no rescaling is needed. A column with t_j = −inf (a masked
 // class) adds nothing to d, as in the scalar OnlineLSEDot.
 #pragma once
@@ -19,6 +18,7 @@
 #include <limits>
 
 #include "../losses/kd.hpp"
+#include "lane_loops.hpp"
 #include "lanes.hpp"
 
 #if FUSEDKD_CPU_VECTOR_EXTENSIONS
@@ -30,49 +30,45 @@ namespace fusedkd::cpu {
 
 // The row's KD statistics and, where g is not null, g_j = scale · ∂ℓ/∂s_j. scratch: 2C floats
 // (used only with a gradient). Needs C ≥ W.
-template <int W, std::int64_t kBlock, class TS, class TT, class TG>
+template <int W, class TS, class TT, class TG>
 FUSEDKD_LANES_INLINE KD<float>::Row kd_row_lanes(const KD<float>::Context& c, std::int64_t C, const TS* s,
                                                  const TT* t, TG* g, float scale, float* scratch) {
   using V = FloatLanes<W>;
-  const std::int64_t tail = C - W;  // the last W columns start here
-
-  // pass 1: row maxima (a remainder re-reads columns already seen: max is idempotent)
-  V ms = load_lanes<W>(s), mt = load_lanes<W>(t);
-  for (std::int64_t j = W; j < C; j += W) {
-    const std::int64_t k = j < tail ? j : tail;
-    ms = max(ms, load_lanes<W>(s + k));
-    mt = max(mt, load_lanes<W>(t + k));
-  }
-  // m = M/τ, at least the lowest float so that a row of −inf gives z = 0, not exp(−inf + inf)
   const float lowest = std::numeric_limits<float>::lowest();
+
+  // pass 1: row maxima
+  V ms(lowest), mt(lowest);
+  detail::for_lane_blocks<W>(C, [&](std::int64_t j, int) FUSEDKD_LANES_INLINE_LAMBDA {
+    ms = max(ms, load_lanes<W>(s + j));
+    mt = max(mt, load_lanes<W>(t + j));
+  });
+  // m = M/τ, at least the lowest float so that a row of −inf gives z = 0, not exp(−inf + inf)
   const float m_s = std::max(hmax(ms) * c.inv_tau, lowest), m_t = std::max(hmax(mt) * c.inv_tau, lowest);
 
   // pass 2: sums of the exponentials, kept for pass 3
   float* es = scratch;
   float* et = scratch ? scratch + C : nullptr;
-  V zs_total(0.0f), zt_total(0.0f), d_total(0.0f);
-  const auto step = [&](std::int64_t j, V& zs, V& zt, V& d, LaneMask<W> keep) FUSEDKD_LANES_INLINE_LAMBDA {
-    const V sj = load_lanes<W>(s + j), tj = load_lanes<W>(t + j);
-    const V e_s = exp_(sj * c.inv_tau - m_s), e_t = exp_(tj * c.inv_tau - m_t);
-    if (es) {
-      store_lanes(es + j, e_s);
-      store_lanes(et + j, e_t);
-    }
-    zs += select(keep, e_s, V(0.0f));
-    zt += select(keep, e_t, V(0.0f));
-    d += select(keep && e_t > 0.0f, e_t * (tj - sj), V(0.0f));  // a −inf teacher column adds 0, not 0·∞
-  };
-  const LaneMask<W> all = lane_keep<W>(0);
-  for (std::int64_t j0 = 0; j0 < C; j0 += kBlock) {
-    const std::int64_t j1 = j0 + kBlock < C ? j0 + kBlock : C;
-    V zs(0.0f), zt(0.0f), d(0.0f);
-    std::int64_t j = j0;
-    for (; j + W <= j1; j += W) step(j, zs, zt, d, all);
-    if (j < j1) step(j1 - W, zs, zt, d, lane_keep<W>(int(j - (j1 - W))));
-    zs_total += zs;
-    zt_total += zt;
-    d_total += d;
-  }
+  V zs_total(0.0f), zt_total(0.0f), d_total(0.0f), zs(0.0f), zt(0.0f), d(0.0f);
+  detail::for_lane_column_blocks<W>(
+      C,
+      [&](std::int64_t j, int first) FUSEDKD_LANES_INLINE_LAMBDA {
+        const LaneMask<W> keep = lane_keep<W>(first);
+        const V sj = load_lanes<W>(s + j), tj = load_lanes<W>(t + j);
+        const V e_s = exp_(sj * c.inv_tau - m_s), e_t = exp_(tj * c.inv_tau - m_t);
+        if (es) {
+          store_lanes(es + j, e_s);
+          store_lanes(et + j, e_t);
+        }
+        zs += select(keep, e_s, V(0.0f));
+        zt += select(keep, e_t, V(0.0f));
+        d += select(keep && e_t > 0.0f, e_t * (tj - sj), V(0.0f));  // a −inf teacher column adds 0, not 0·∞
+      },
+      [&](std::int64_t) FUSEDKD_LANES_INLINE_LAMBDA {
+        zs_total += zs;
+        zt_total += zt;
+        d_total += d;
+        zs = zt = d = V(0.0f);
+      });
   KD<float>::Stats st;
   st.s.m = m_s;
   st.s.z = hsum(zs_total);
@@ -84,10 +80,9 @@ FUSEDKD_LANES_INLINE KD<float>::Row kd_row_lanes(const KD<float>::Context& c, st
   // pass 3: the gradient from the kept exponentials (a remainder rewrites equal values)
   if (g) {
     const V inv_zs(1.0f / st.s.z), inv_zt(1.0f / st.t.z), sc(scale);
-    for (std::int64_t j = 0; j < C; j += W) {
-      const std::int64_t k = j < tail ? j : tail;
-      store_lanes(g + k, sc * KD<float>::grad_from_probs(c, load_lanes<W>(es + k) * inv_zs, load_lanes<W>(et + k) * inv_zt));
-    }
+    detail::for_lane_blocks<W>(C, [&](std::int64_t j, int) FUSEDKD_LANES_INLINE_LAMBDA {
+      store_lanes(g + j, sc * KD<float>::grad_from_probs(c, load_lanes<W>(es + j) * inv_zs, load_lanes<W>(et + j) * inv_zt));
+    });
   }
   return r;
 }

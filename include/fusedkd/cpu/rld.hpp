@@ -113,7 +113,7 @@ FUSEDKD_LANES_INLINE void run_rld_standardized_lanes(const RLDParams& params, co
     const auto std_s = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return zs.apply(load_s(j)); };
     const auto std_t = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return zt.apply(load_t(j)); };
     float* const g_std = g ? scratch.data() : nullptr;  // ∂ℓ/∂s̃
-    const typename L::Row r = rld_row_lanes<W, kLaneColumnBlock>(ctx, C, std_s, std_t, g_std);  // pass 2
+    const typename L::Row r = rld_row_lanes<W>(ctx, C, std_s, std_t, g_std);  // pass 2
     if (out.row_loss) out.row_loss[i] = r.loss;
     if (!g) return;
     const auto grad_std = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return load_lanes<W>(g_std + j); };

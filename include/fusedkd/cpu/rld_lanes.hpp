@@ -11,7 +11,7 @@
 //   pass 3: ∂ℓ/∂s_j = RLD::grad_from_probs(e_nt/z_nt, e_ks/z_ks, e_kt/z_kt)
 //
 // The statistics are RLD's, handed to RLD::finalize. Blocking, remainders and masked columns as
-// in kd_lanes.hpp; the rest of the teacher's split excludes its arg-max column by index, as
+// in kd_lanes.hpp (lane_loops.hpp); the rest of the teacher's split excludes its arg-max column by index, as
 // ScaledTopLSE does (no cancellation in Σ − 1 when the teacher is peaked).
 #pragma once
 
@@ -20,6 +20,7 @@
 #include <limits>
 
 #include "../losses/rld.hpp"
+#include "lane_loops.hpp"
 #include "lanes.hpp"
 
 #if FUSEDKD_CPU_VECTOR_EXTENSIONS
@@ -32,22 +33,20 @@ namespace fusedkd::cpu {
 // The row's RLD statistics from load_s(j) / load_t(j) (W columns each, any transform). With a
 // scratch of 3C floats, leaves ∂ℓ/∂s_j (for an upstream gradient of 1, with respect to the loaded
 // values) in scratch[0, C). Needs C ≥ W.
-template <int W, std::int64_t kBlock, class LoadS, class LoadT>
+template <int W, class LoadS, class LoadT>
 FUSEDKD_LANES_INLINE RLD<float>::Row rld_row_lanes(const RLD<float>::Context& c, std::int64_t C, LoadS&& load_s,
                                                    LoadT&& load_t, float* scratch) {
   using V = FloatLanes<W>;
   using I = IndexLanes<W>;
-  const std::int64_t tail = C - W;  // the last W columns start here
 
   // pass 1: the maxima each sum is referred to (over its own columns, so that no sum underflows to
-  // 0 behind a larger excluded column), and per lane the first column of the teacher's max. A
-  // remainder re-reads columns: max is idempotent and a strict > keeps the first column.
+  // 0 behind a larger excluded column), and per lane the first column of the teacher's max (a
+  // remainder re-reads columns: a strict > keeps the first).
   const float lowest = std::numeric_limits<float>::lowest();
   const V low(lowest);
   V m_nt = low, mk_s = low, mk_t = low, mt = low;  // s over j ≠ y; s and t over K; t over all
   I arg = I::filled(-1);
-  for (std::int64_t j = 0; j < C; j += W) {
-    const std::int64_t k = j < tail ? j : tail;
+  detail::for_lane_blocks<W>(C, [&](std::int64_t k, int) FUSEDKD_LANES_INLINE_LAMBDA {
     const V sk = load_s(k), tk = load_t(k);
     const LaneMask<W> grow = tk > mt, in_k = tk < c.t_y;
     m_nt = max(m_nt, select(I::iota(k) != c.y, sk, low));
@@ -55,7 +54,7 @@ FUSEDKD_LANES_INLINE RLD<float>::Row rld_row_lanes(const RLD<float>::Context& c,
     mk_t = max(mk_t, select(in_k, tk, low));
     mt = select(grow, tk, mt);
     arg = select(grow, I::iota(k), arg);
-  }
+  });
   const float M_t = hmax(mt);
   long long m_arg = std::numeric_limits<long long>::max();
   for (int l = 0; l < W; ++l)
@@ -88,21 +87,18 @@ FUSEDKD_LANES_INLINE RLD<float>::Row rld_row_lanes(const RLD<float>::Context& c,
     a.d += select(in_k && x_kt > 0.0f, x_kt * (tj - sj), V(0.0f));
     a.any_k = select(in_k, V(1.0f), a.any_k);
   };
-  Sums total;
-  const LaneMask<W> all = lane_keep<W>(0);
-  for (std::int64_t j0 = 0; j0 < C; j0 += kBlock) {
-    const std::int64_t j1 = j0 + kBlock < C ? j0 + kBlock : C;
-    Sums part;
-    std::int64_t j = j0;
-    for (; j + W <= j1; j += W) step(j, part, all);
-    if (j < j1) step(j1 - W, part, lane_keep<W>(int(j - (j1 - W))));
-    total.z_nt += part.z_nt;
-    total.rest += part.rest;
-    total.z_ks += part.z_ks;
-    total.z_kt += part.z_kt;
-    total.d += part.d;
-    total.any_k = max(total.any_k, part.any_k);
-  }
+  Sums total, part;
+  detail::for_lane_column_blocks<W>(
+      C, [&](std::int64_t j, int first) FUSEDKD_LANES_INLINE_LAMBDA { step(j, part, lane_keep<W>(first)); },
+      [&](std::int64_t) FUSEDKD_LANES_INLINE_LAMBDA {
+        total.z_nt += part.z_nt;
+        total.rest += part.rest;
+        total.z_ks += part.z_ks;
+        total.z_kt += part.z_kt;
+        total.d += part.d;
+        total.any_k = max(total.any_k, part.any_k);
+        part = Sums{};
+      });
   const bool k_nonempty = hmax(total.any_k) > 0.0f;
   RLD<float>::Stats st;
   st.s_nt_a.m = r_nt;
@@ -130,6 +126,7 @@ FUSEDKD_LANES_INLINE RLD<float>::Row rld_row_lanes(const RLD<float>::Context& c,
                                          load_lanes<W>(e_ks + j) * inv_ks, load_lanes<W>(e_kt + j) * inv_kt);
     };
     const bool remainder = C % W != 0;
+    const std::int64_t tail = C - W;  // the last W columns start here
     V g_tail(0.0f);
     if (remainder) g_tail = grad_at(tail);
     for (std::int64_t j = 0; j + W <= C; j += W) store_lanes(e_nt + j, grad_at(j));

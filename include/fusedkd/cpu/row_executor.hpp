@@ -12,16 +12,16 @@
 #include "../row.hpp"
 #include "isa.hpp"
 #include "kd_lanes.hpp"
+#include "lane_loops.hpp"
 #include "rld_lanes.hpp"
 #include "lane_accumulators.hpp"
 #include "lanes.hpp"
 
 namespace fusedkd::cpu {
 
-// Columns per block of reduce_columns (scalar path) and of the SIMD path (each of its W lanes
-// sums kLaneColumnBlock / W columns before the lanes merge).
+// Columns per block of reduce_columns (scalar path); the SIMD path's is kLaneColumnBlock
+// (lane_loops.hpp).
 constexpr std::int64_t kColumnBlock = 256;
-constexpr std::int64_t kLaneColumnBlock = 1024;
 
 // Reduces columns [0, C) into a mergeable state S: push(part, j) for the columns of each block
 // of kColumnBlock into a fresh state, then merge the blocks in order. A single sequential float
@@ -83,21 +83,6 @@ void run_rows_scalar(const Params& params, const LogitsView<TS, TT>& x, const La
   });
 }
 
-// Calls step(j, first) on the W-column steps of each block of kLaneColumnBlock columns (first =
-// 0) and, for a remainder of r < W columns, once more on the W columns ending at the block's end
-// (first = W − r, the lanes already visited), then end_block(j0) after the block starting at j0.
-// The blocking depends only on C and W. Needs C ≥ W.
-template <int W, class Step, class EndBlock>
-FUSEDKD_LANES_INLINE void for_lane_column_blocks(std::int64_t C, Step&& step, EndBlock&& end_block) {
-  for (std::int64_t j0 = 0; j0 < C; j0 += kLaneColumnBlock) {
-    const std::int64_t j1 = j0 + kLaneColumnBlock < C ? j0 + kLaneColumnBlock : C;
-    std::int64_t j = j0;
-    for (; j + W <= j1; j += W) step(j, 0);
-    if (j < j1) step(j1 - W, int(j - (j1 - W)));
-    end_block(j0);
-  }
-}
-
 // A loss's row statistics on SIMD lanes: load_s(j) / load_t(j) give the W (transformed) values
 // of columns j … j + W − 1. Per block of kLaneColumnBlock columns, a remainder of r < W columns is
 // pushed as the W columns ending at the block's end into a second lane state, whose last r lanes
@@ -130,14 +115,6 @@ FUSEDKD_LANES_INLINE typename L::Stats lane_row_stats(const typename L::Context&
   return st;
 }
 
-// Calls f(j, first) for j = 0, W, 2W, … while a full W fits (first = 0), then, for a remainder,
-// once more with j = C − W and first = the lanes already visited. Needs C ≥ W.
-template <int W, class F> FUSEDKD_LANES_INLINE void for_lane_blocks(std::int64_t C, F&& f) {
-  std::int64_t j = 0;
-  for (; j + W <= C; j += W) f(j, 0);
-  if (j < C) f(C - W, int(j - (C - W)));
-}
-
 // SIMD rows (fp32 accumulation): the policy's StatsT / grad on W columns at a time. Rows
 // shorter than W take the scalar path. Always inlined into an instruction-set-specific caller.
 template <template <class> class Loss, int W, class Params, class TS, class TT, class TL, class TG>
@@ -154,7 +131,7 @@ FUSEDKD_LANES_INLINE void run_rows_lanes(const Params& params, const LogitsView<
     return for_each_counted_row(x, labels, out, row_begin, row_end,
                                 [&](std::int64_t i, const TS* s, const TT* t, TG* g) FUSEDKD_LANES_INLINE_LAMBDA {
                                   const typename L::Context ctx(params, RowInput<float>{});
-                                  const typename L::Row r = kd_row_lanes<W, kLaneColumnBlock>(
+                                  const typename L::Row r = kd_row_lanes<W>(
                                       ctx, C, s, t, g, out.grad_scale, g ? scratch.data() : nullptr);
                                   if (out.row_loss) out.row_loss[i] = r.loss;
                                 });
@@ -166,7 +143,7 @@ FUSEDKD_LANES_INLINE void run_rows_lanes(const Params& params, const LogitsView<
                                   const typename L::Context ctx(params, gather_row_input<float>(s, t, labels.label(i)));
                                   const auto load_s = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return load_lanes<W>(s + j); };
                                   const auto load_t = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return load_lanes<W>(t + j); };
-                                  const typename L::Row r = rld_row_lanes<W, kLaneColumnBlock>(
+                                  const typename L::Row r = rld_row_lanes<W>(
                                       ctx, C, load_s, load_t, g ? scratch.data() : nullptr);
                                   if (out.row_loss) out.row_loss[i] = r.loss;
                                   if (!g) return;
