@@ -301,6 +301,50 @@ TEST_P(LanesVsScalar, KDAgainstFloat64WithMaskedColumns) {
     }
 }
 
+// DKD's SIMD rows (softmax_pair_lanes.hpp) sum the non-target columns referred to their own max:
+// against the fp64 scalar rows with the target logit 1000 above the rest in student, teacher or
+// both (a reference over all columns would underflow the non-target sums to 0, and e_s at y is
+// +inf, which the gradient must not pick up), masked (−inf) columns, every remainder class.
+TEST_P(LanesVsScalar, DKDAgainstFloat64WithDominantTarget) {
+  for (int64_t C : {8L, 13L, 100L, 1031L}) {
+    const int64_t N = 6;
+    Data d = make_data(N, C, unsigned(C) + 17u);
+    for (int64_t i = 0; i < N; ++i) {
+      float* s = &d.s[size_t(i * C)];
+      float* t = &d.t[size_t(i * C)];
+      const int64_t y = (i * 5 + 1) % C;
+      d.y[size_t(i)] = y;
+      if (i % 3 != 1) s[y] = *std::max_element(s, s + C) + 1000.0f;
+      if (i % 3 != 0) t[y] = *std::max_element(t, t + C) + 1000.0f;
+      const int64_t masked = (y + 2) % C;
+      s[masked] = t[masked] = -INFINITY;
+    }
+    const DKDParams p{};
+    const vector<double> s64(d.s.begin(), d.s.end()), t64(d.t.begin(), d.t.end());
+    LabelsView<int64_t> labels{d.y.data(), -100};
+    vector<double> loss64(static_cast<size_t>(N)), grad64(static_cast<size_t>(N * C));
+    cpu::detail::run_rows_scalar<DKD>(p, LogitsView<double, double>{s64.data(), C, t64.data(), C, N, C}, labels,
+                                      RowOutputs<double, double>{loss64.data(), grad64.data(), C, 1.0}, 0, N);
+    vector<float> loss(static_cast<size_t>(N)), grad(static_cast<size_t>(N * C));
+    const LogitsView<float, float> x{d.s.data(), C, d.t.data(), C, N, C};
+    const RowOutputs<float, float> out{loss.data(), grad.data(), C, 1.0f};
+    if (GetParam() == Lane::Baseline) {
+      cpu::detail::run_rows_baseline<DKD>(p, x, labels, out, 0, N);
+    } else {
+#if FUSEDKD_CPU_AVX2_DISPATCH
+      cpu::detail::run_rows_avx2<DKD>(p, x, labels, out, 0, N);
+#endif
+    }
+    for (int64_t i = 0; i < N; ++i) {
+      const double ref = loss64[size_t(i)];
+      ASSERT_TRUE(std::isfinite(loss[size_t(i)])) << "row " << i << " C " << C;
+      ASSERT_NEAR(loss[size_t(i)], ref, 2e-5 * std::max(1.0, std::abs(ref))) << "row " << i << " C " << C;
+    }
+    for (size_t k = 0; k < grad.size(); ++k)
+      ASSERT_NEAR(grad[k], grad64[k], 2e-5 * std::max(1.0, std::abs(grad64[k]))) << "k " << k << " C " << C;
+  }
+}
+
 // RLD's SIMD rows keep their exponentials (cpu/rld_lanes.hpp), each sum referred to the max over
 // its own columns. Against the fp64 scalar rows, both modes, every remainder class, on rows made to
 // stress that: label at the teacher's lowest class (K empty: SCD only), at the teacher's top class,

@@ -11,7 +11,7 @@
 //   pass 3: ∂ℓ/∂s_j = RLD::grad_from_probs(e_nt/z_nt, e_ks/z_ks, e_kt/z_kt)
 //
 // The statistics are RLD's, handed to RLD::finalize. Blocking, remainders and masked columns as
-// in kd_lanes.hpp (lane_loops.hpp); the rest of the teacher's split excludes its arg-max column by index, as
+// in softmax_pair_lanes.hpp (lane_loops.hpp); the rest of the teacher's split excludes its arg-max column by index, as
 // ScaledTopLSE does (no cancellation in Σ − 1 when the teacher is peaked).
 #pragma once
 

@@ -11,9 +11,9 @@
 #include "../reduction.hpp"
 #include "../row.hpp"
 #include "isa.hpp"
-#include "kd_lanes.hpp"
 #include "lane_loops.hpp"
 #include "rld_lanes.hpp"
+#include "softmax_pair_lanes.hpp"
 #include "lane_accumulators.hpp"
 #include "lanes.hpp"
 
@@ -126,12 +126,12 @@ FUSEDKD_LANES_INLINE void run_rows_lanes(const Params& params, const LogitsView<
   static_assert(L::uses_teacher, "the row-local losses read a teacher row");
   const std::int64_t C = x.cols;
   if (C < W) return run_rows_scalar<Loss>(params, x, labels, out, row_begin, row_end);
-  if constexpr (std::is_same_v<L, KD<float>>) {  // KD keeps its exponentials (kd_lanes.hpp)
+  if constexpr (std::is_same_v<L, KD<float>> || std::is_same_v<L, DKD<float>>) {  // softmax_pair_lanes.hpp
     std::vector<float> scratch(out.grad ? std::size_t(2 * C) : 0);
     return for_each_counted_row(x, labels, out, row_begin, row_end,
                                 [&](std::int64_t i, const TS* s, const TT* t, TG* g) FUSEDKD_LANES_INLINE_LAMBDA {
-                                  const typename L::Context ctx(params, RowInput<float>{});
-                                  const typename L::Row r = kd_row_lanes<W>(
+                                  const typename L::Context ctx(params, gather_row_input<float>(s, t, labels.label(i)));
+                                  const typename L::Row r = softmax_pair_row_lanes<L, W>(
                                       ctx, C, s, t, g, out.grad_scale, g ? scratch.data() : nullptr);
                                   if (out.row_loss) out.row_loss[i] = r.loss;
                                 });

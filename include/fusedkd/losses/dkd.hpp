@@ -85,11 +85,25 @@ template <class A> struct DKD {
     return r;
   }
 
+  // The statistics from the sums of a pass with fixed references m: z = Σ_{j≠y} exp(x_j − m) for
+  // x = s/τ and t/τ, d = Σ_{j≠y} exp(t_j/τ − m_t)(t_j − s_j).
+  FUSEDKD_HD static Stats stats_from_sums(A m_s, A z_s, A m_t, A z_t, A d) {
+    Stats st;
+    st.s_nt.m = m_s;
+    st.s_nt.z = z_s;
+    st.t_nt.m = m_t;
+    st.t_nt.z = z_t;
+    st.t_nt.d = d;
+    return st;
+  }
+
+  // ∂ℓ/∂s_j from the non-target probabilities q_s,j, q_t,j (unused at j = y).
+  template <class V, class M>
+  FUSEDKD_HD_FORCEINLINE static V grad_from_probs(const Context& c, const Row& r, M is_y, V q_s, V q_t) {
+    return select(is_y, c.tau * c.alpha * r.target_gap, c.tau * (c.beta * (q_s - q_t) - c.alpha * r.target_gap * q_s));
+  }
   template <class V, class J> FUSEDKD_HD_FORCEINLINE static V grad(const Context& c, const Row& r, J j, V sj, V tj) {
-    const V q_s = exp_(sj * c.inv_tau - r.lse_nt_s);
-    const V q_t = exp_(tj * c.inv_tau - r.lse_nt_t);
-    return select(j == c.y, c.tau * c.alpha * r.target_gap,
-                  c.tau * (c.beta * (q_s - q_t) - c.alpha * r.target_gap * q_s));
+    return grad_from_probs(c, r, j == c.y, exp_(sj * c.inv_tau - r.lse_nt_s), exp_(tj * c.inv_tau - r.lse_nt_t));
   }
 };
 

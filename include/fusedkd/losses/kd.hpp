@@ -56,12 +56,26 @@ template <class A> struct KD {
     return r;
   }
 
-  // ∂ℓ/∂s_j from the two softmax probabilities p_s,j and p_t,j.
-  template <class V> FUSEDKD_HD_FORCEINLINE static V grad_from_probs(const Context& c, V p_s, V p_t) {
+  // The statistics from the sums of a pass with fixed references m: z = Σ_j exp(x_j − m) for
+  // x = s/τ and t/τ, d = Σ_j exp(t_j/τ − m_t)(t_j − s_j).
+  FUSEDKD_HD static Stats stats_from_sums(A m_s, A z_s, A m_t, A z_t, A d) {
+    Stats st;
+    st.s.m = m_s;
+    st.s.z = z_s;
+    st.t.m = m_t;
+    st.t.z = z_t;
+    st.t.d = d;
+    return st;
+  }
+
+  // ∂ℓ/∂s_j from the two softmax probabilities p_s,j and p_t,j (KD has no target column: the
+  // mask argument, there for DKD's signature, is unused).
+  template <class V, class M>
+  FUSEDKD_HD_FORCEINLINE static V grad_from_probs(const Context& c, const Row&, M, V p_s, V p_t) {
     return c.tau * (p_s - p_t);
   }
-  template <class V, class J> FUSEDKD_HD_FORCEINLINE static V grad(const Context& c, const Row& r, J, V sj, V tj) {
-    return grad_from_probs(c, exp_(sj * c.inv_tau - r.lse_s), exp_(tj * c.inv_tau - r.lse_t));
+  template <class V, class J> FUSEDKD_HD_FORCEINLINE static V grad(const Context& c, const Row& r, J j, V sj, V tj) {
+    return grad_from_probs(c, r, j, exp_(sj * c.inv_tau - r.lse_s), exp_(tj * c.inv_tau - r.lse_t));
   }
 };
 

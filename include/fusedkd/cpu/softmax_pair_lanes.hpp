@@ -1,0 +1,115 @@
+// KD and DKD on one row on SIMD lanes with each exponential computed once (the generic row
+// executor computes exp(s/τ − ·) and exp(t/τ − ·) in its statistics pass and again for the
+// gradient). Both are a pair of softmaxes at τ over a set of columns J: every column for KD, the
+// non-target columns j ≠ y for DKD (its target terms come from s_y, t_y in finalize).
+//
+//   pass 1: M_s = max_{j∈J} s_j, M_t = max_{j∈J} t_j              (references m = M/τ)
+//   pass 2: e_s,j = exp(s_j/τ − m_s), e_t,j = exp(t_j/τ − m_t)      (kept in scratch);
+//           z_s = Σ_J e_s,  z_t = Σ_J e_t,  d = Σ_J e_t,j (t_j − s_j)
+//   pass 3: ∂ℓ/∂s_j = L::grad_from_probs(j = y, e_s,j / z_s, e_t,j / z_t)
+//
+// The statistics go through L::stats_from_sums to L::finalize. Each lane sums a block of
+// kLaneColumnBlock columns, and the block sums are added lane by lane (the two-level sum of the
+// other paths); remainders as in lane_loops.hpp. With the references at the maxima over J every
+// exponential there is ≤ 1 and nothing is rescaled. A column with t_j = −inf (a masked class) adds
+// nothing to d, as in the scalar OnlineLSEDot.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+#include "../losses/dkd.hpp"
+#include "../losses/kd.hpp"
+#include "lane_loops.hpp"
+#include "lanes.hpp"
+
+#if FUSEDKD_CPU_VECTOR_EXTENSIONS
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+namespace fusedkd::cpu {
+
+// The row's statistics and, where g is not null, g_j = scale · ∂ℓ/∂s_j, for L = KD<float> or
+// DKD<float>. scratch: 2C floats (used only with a gradient). Needs C ≥ W.
+template <class L, int W, class TS, class TT, class TG>
+FUSEDKD_LANES_INLINE typename L::Row softmax_pair_row_lanes(const typename L::Context& c, std::int64_t C, const TS* s,
+                                                            const TT* t, TG* g, float scale, float* scratch) {
+  static_assert(std::is_same_v<L, KD<float>> || std::is_same_v<L, DKD<float>>, "a softmax pair at τ");
+  using V = FloatLanes<W>;
+  using I = IndexLanes<W>;
+  const float lowest = std::numeric_limits<float>::lowest();
+  const long long excluded = [&] {  // DKD sums j ≠ y; −1 matches no column
+    if constexpr (L::uses_label)
+      return (long long)c.y;
+    else
+      return -1LL;
+  }();
+  const LaneMask<W> none = lane_keep<W>(W);
+  const auto is_excluded = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA {  // only the W columns holding y
+    return std::uint64_t(excluded - j) < std::uint64_t(W) ? I::iota(j) == excluded : none;
+  };
+
+  // pass 1: maxima over J
+  V ms(lowest), mt(lowest);
+  detail::for_lane_blocks<W>(C, [&](std::int64_t j, int) FUSEDKD_LANES_INLINE_LAMBDA {
+    if constexpr (L::uses_label) {
+      const LaneMask<W> out = is_excluded(j);
+      ms = max(ms, select(out, V(lowest), load_lanes<W>(s + j)));
+      mt = max(mt, select(out, V(lowest), load_lanes<W>(t + j)));
+    } else {
+      ms = max(ms, load_lanes<W>(s + j));
+      mt = max(mt, load_lanes<W>(t + j));
+    }
+  });
+  // m = M/τ, at least the lowest float so that a row of −inf gives z = 0, not exp(−inf + inf)
+  const float m_s = std::max(hmax(ms) * c.inv_tau, lowest), m_t = std::max(hmax(mt) * c.inv_tau, lowest);
+
+  // pass 2: sums of the exponentials, kept for pass 3
+  float* es = scratch;
+  float* et = scratch ? scratch + C : nullptr;
+  V zs_total(0.0f), zt_total(0.0f), d_total(0.0f), zs(0.0f), zt(0.0f), d(0.0f);
+  detail::for_lane_column_blocks<W>(
+      C,
+      [&](std::int64_t j, int first) FUSEDKD_LANES_INLINE_LAMBDA {
+        LaneMask<W> keep = lane_keep<W>(first);
+        if constexpr (L::uses_label) keep = keep && !is_excluded(j);
+        const V sj = load_lanes<W>(s + j), tj = load_lanes<W>(t + j);
+        const V e_s = exp_(sj * c.inv_tau - m_s), e_t = exp_(tj * c.inv_tau - m_t);
+        if (es) {
+          store_lanes(es + j, e_s);
+          store_lanes(et + j, e_t);
+        }
+        zs += select(keep, e_s, V(0.0f));
+        zt += select(keep, e_t, V(0.0f));
+        d += select(keep && e_t > 0.0f, e_t * (tj - sj), V(0.0f));  // a −inf teacher column adds 0, not 0·∞
+      },
+      [&](std::int64_t) FUSEDKD_LANES_INLINE_LAMBDA {
+        zs_total += zs;
+        zt_total += zt;
+        d_total += d;
+        zs = zt = d = V(0.0f);
+      });
+  const typename L::Stats st =
+      L::stats_from_sums(m_s, hsum(zs_total), m_t, hsum(zt_total), hsum(d_total));
+  const typename L::Row r = L::finalize(c, st);
+
+  // pass 3: the gradient from the kept exponentials (a remainder rewrites equal values; at j = y
+  // DKD's e_s may be +inf, which grad_from_probs does not select)
+  if (g) {
+    const V inv_zs(1.0f / hsum(zs_total)), inv_zt(1.0f / hsum(zt_total)), sc(scale);
+    detail::for_lane_blocks<W>(C, [&](std::int64_t j, int) FUSEDKD_LANES_INLINE_LAMBDA {
+      store_lanes(g + j, sc * L::grad_from_probs(c, r, is_excluded(j), load_lanes<W>(es + j) * inv_zs,
+                                                  load_lanes<W>(et + j) * inv_zt));
+    });
+  }
+  return r;
+}
+
+}  // namespace fusedkd::cpu
+
+#if FUSEDKD_CPU_VECTOR_EXTENSIONS
+#pragma GCC diagnostic pop
+#endif
