@@ -149,6 +149,19 @@ Data make_data(int64_t N, int64_t C, unsigned seed) {
   return d;
 }
 
+// Rows [0, N) on the SIMD path of the given width.
+template <template <class> class Loss, class Params, class T, class TL>
+void run_lanes(Lane lane, const Params& p, const LogitsView<T, T>& x, const LabelsView<TL>& labels,
+               const RowOutputs<float, T>& out, int64_t N) {
+  if (lane == Lane::Baseline) {
+    cpu::detail::run_rows_baseline<Loss>(p, x, labels, out, 0, N);
+  } else {
+#if FUSEDKD_CPU_AVX2_DISPATCH
+    cpu::detail::run_rows_avx2<Loss>(p, x, labels, out, 0, N);
+#endif
+  }
+}
+
 template <template <class> class Loss, class Params, class T>
 void run(Lane lane, bool scalar, const Params& p, const Data& d, const vector<T>& s, const vector<T>& t,
          vector<float>& loss, vector<T>& grad) {
@@ -157,15 +170,10 @@ void run(Lane lane, bool scalar, const Params& p, const Data& d, const vector<T>
   loss.assign(size_t(d.N), -1.0f);
   grad.assign(size_t(d.N * d.C), T{});
   RowOutputs<float, T> out{loss.data(), grad.data(), d.C, 0.5f};
-  if (scalar) {
+  if (scalar)
     cpu::detail::run_rows_scalar<Loss>(p, x, labels, out, 0, d.N);
-  } else if (lane == Lane::Baseline) {
-    cpu::detail::run_rows_baseline<Loss>(p, x, labels, out, 0, d.N);
-  } else {
-#if FUSEDKD_CPU_AVX2_DISPATCH
-    cpu::detail::run_rows_avx2<Loss>(p, x, labels, out, 0, d.N);
-#endif
-  }
+  else
+    run_lanes<Loss>(lane, p, x, labels, out, d.N);
 }
 
 template <class T> vector<T> convert(const vector<float>& v) {
@@ -276,17 +284,8 @@ TEST_P(LanesVsScalar, KDAgainstFloat64WithMaskedColumns) {
                                        RowOutputs<double, double>{loss64.data(), grad64.data(), C, 0.5}, 0, N);
       const LogitsView<float, float> x{s.data(), C, t.data(), C, N, C};
       vector<float> loss(static_cast<size_t>(N)), grad(static_cast<size_t>(N * C)), loss_only(static_cast<size_t>(N));
-      const auto lanes = [&](const RowOutputs<float, float>& out) {
-        if (GetParam() == Lane::Baseline) {
-          cpu::detail::run_rows_baseline<KD>(p, x, none, out, 0, N);
-        } else {
-#if FUSEDKD_CPU_AVX2_DISPATCH
-          cpu::detail::run_rows_avx2<KD>(p, x, none, out, 0, N);
-#endif
-        }
-      };
-      lanes(RowOutputs<float, float>{loss.data(), grad.data(), C, 0.5f});
-      lanes(RowOutputs<float, float>{loss_only.data(), nullptr, C, 0.5f});
+      run_lanes<KD>(GetParam(), p, x, none, RowOutputs<float, float>{loss.data(), grad.data(), C, 0.5f}, N);
+      run_lanes<KD>(GetParam(), p, x, none, RowOutputs<float, float>{loss_only.data(), nullptr, C, 0.5f}, N);
       for (int64_t i = 0; i < N; ++i) {
         const double ref = loss64[size_t(i)];
         ASSERT_NEAR(loss[size_t(i)], ref, 2e-5 * std::max(1.0, std::abs(ref))) << "tau " << tau << " C " << C;
@@ -327,14 +326,7 @@ TEST_P(LanesVsScalar, DKDAgainstFloat64WithDominantTarget) {
                                       RowOutputs<double, double>{loss64.data(), grad64.data(), C, 1.0}, 0, N);
     vector<float> loss(static_cast<size_t>(N)), grad(static_cast<size_t>(N * C));
     const LogitsView<float, float> x{d.s.data(), C, d.t.data(), C, N, C};
-    const RowOutputs<float, float> out{loss.data(), grad.data(), C, 1.0f};
-    if (GetParam() == Lane::Baseline) {
-      cpu::detail::run_rows_baseline<DKD>(p, x, labels, out, 0, N);
-    } else {
-#if FUSEDKD_CPU_AVX2_DISPATCH
-      cpu::detail::run_rows_avx2<DKD>(p, x, labels, out, 0, N);
-#endif
-    }
+    run_lanes<DKD>(GetParam(), p, x, labels, RowOutputs<float, float>{loss.data(), grad.data(), C, 1.0f}, N);
     for (int64_t i = 0; i < N; ++i) {
       const double ref = loss64[size_t(i)];
       ASSERT_TRUE(std::isfinite(loss[size_t(i)])) << "row " << i << " C " << C;
