@@ -300,11 +300,13 @@ TEST_P(LanesVsScalar, KDAgainstFloat64WithMaskedColumns) {
     }
 }
 
-// DKD's SIMD rows (softmax_pair_lanes.hpp) sum the non-target columns referred to their own max:
-// against the fp64 scalar rows with the target logit 1000 above the rest in student, teacher or
-// both (a reference over all columns would underflow the non-target sums to 0, and e_s at y is
-// +inf, which the gradient must not pick up), masked (−inf) columns, every remainder class.
-TEST_P(LanesVsScalar, DKDAgainstFloat64WithDominantTarget) {
+// DKD's and NKD's SIMD rows (softmax_pair_lanes.hpp; NKD at τ = 1, at τ = 2 the generic rows) sum
+// the non-target columns referred to their own max: against the fp64 scalar rows with the target
+// logit 1000 above the rest in student, teacher or both (a reference over all columns would
+// underflow the non-target sums to 0, and e_s at y is +inf, which the gradient must not pick up),
+// masked (−inf) columns, every remainder class.
+template <template <class> class Loss, class Params>
+void expect_dominant_target_rows_match_float64(Lane lane, const Params& p) {
   for (int64_t C : {8L, 13L, 100L, 1031L}) {
     const int64_t N = 6;
     Data d = make_data(N, C, unsigned(C) + 17u);
@@ -318,15 +320,14 @@ TEST_P(LanesVsScalar, DKDAgainstFloat64WithDominantTarget) {
       const int64_t masked = (y + 2) % C;
       s[masked] = t[masked] = -INFINITY;
     }
-    const DKDParams p{};
     const vector<double> s64(d.s.begin(), d.s.end()), t64(d.t.begin(), d.t.end());
     LabelsView<int64_t> labels{d.y.data(), -100};
     vector<double> loss64(static_cast<size_t>(N)), grad64(static_cast<size_t>(N * C));
-    cpu::detail::run_rows_scalar<DKD>(p, LogitsView<double, double>{s64.data(), C, t64.data(), C, N, C}, labels,
+    cpu::detail::run_rows_scalar<Loss>(p, LogitsView<double, double>{s64.data(), C, t64.data(), C, N, C}, labels,
                                       RowOutputs<double, double>{loss64.data(), grad64.data(), C, 1.0}, 0, N);
     vector<float> loss(static_cast<size_t>(N)), grad(static_cast<size_t>(N * C));
     const LogitsView<float, float> x{d.s.data(), C, d.t.data(), C, N, C};
-    run_lanes<DKD>(GetParam(), p, x, labels, RowOutputs<float, float>{loss.data(), grad.data(), C, 1.0f}, N);
+    run_lanes<Loss>(lane, p, x, labels, RowOutputs<float, float>{loss.data(), grad.data(), C, 1.0f}, N);
     for (int64_t i = 0; i < N; ++i) {
       const double ref = loss64[size_t(i)];
       ASSERT_TRUE(std::isfinite(loss[size_t(i)])) << "row " << i << " C " << C;
@@ -335,6 +336,11 @@ TEST_P(LanesVsScalar, DKDAgainstFloat64WithDominantTarget) {
     for (size_t k = 0; k < grad.size(); ++k)
       ASSERT_NEAR(grad[k], grad64[k], 2e-5 * std::max(1.0, std::abs(grad64[k]))) << "k " << k << " C " << C;
   }
+}
+TEST_P(LanesVsScalar, DKDAndNKDAgainstFloat64WithDominantTarget) {
+  expect_dominant_target_rows_match_float64<DKD>(GetParam(), DKDParams{});
+  expect_dominant_target_rows_match_float64<NKD>(GetParam(), NKDParams{});  // τ = 1
+  expect_dominant_target_rows_match_float64<NKD>(GetParam(), NKDParams{2.0, 1.5});
 }
 
 // RLD's SIMD rows keep their exponentials (cpu/rld_lanes.hpp), each sum referred to the max over

@@ -126,15 +126,20 @@ FUSEDKD_LANES_INLINE void run_rows_lanes(const Params& params, const LogitsView<
   static_assert(L::uses_teacher, "the row-local losses read a teacher row");
   const std::int64_t C = x.cols;
   if (C < W) return run_rows_scalar<Loss>(params, x, labels, out, row_begin, row_end);
-  if constexpr (std::is_same_v<L, KD<float>> || std::is_same_v<L, DKD<float>>) {  // softmax_pair_lanes.hpp
-    std::vector<float> scratch(out.grad ? std::size_t(2 * C) : 0);
-    return for_each_counted_row(x, labels, out, row_begin, row_end,
-                                [&](std::int64_t i, const TS* s, const TT* t, TG* g) FUSEDKD_LANES_INLINE_LAMBDA {
-                                  const typename L::Context ctx(params, gather_row_input<float>(s, t, labels.label(i)));
-                                  const typename L::Row r = softmax_pair_row_lanes<L, W>(
-                                      ctx, C, s, t, g, out.grad_scale, g ? scratch.data() : nullptr);
-                                  if (out.row_loss) out.row_loss[i] = r.loss;
-                                });
+  if constexpr (std::is_same_v<L, KD<float>> || std::is_same_v<L, DKD<float>> || std::is_same_v<L, NKD<float>>) {
+    // softmax_pair_lanes.hpp (NKD at τ = 1 only; at other τ it streams four sums, below)
+    bool pair = true;
+    if constexpr (std::is_same_v<L, NKD<float>>) pair = params.temperature == 1.0;
+    if (pair) {
+      std::vector<float> scratch(out.grad ? std::size_t(2 * C) : 0);
+      return for_each_counted_row(x, labels, out, row_begin, row_end,
+                                  [&](std::int64_t i, const TS* s, const TT* t, TG* g) FUSEDKD_LANES_INLINE_LAMBDA {
+                                    const typename L::Context ctx(params, gather_row_input<float>(s, t, labels.label(i)));
+                                    const typename L::Row r = softmax_pair_row_lanes<L, W>(
+                                        ctx, C, s, t, g, out.grad_scale, g ? scratch.data() : nullptr);
+                                    if (out.row_loss) out.row_loss[i] = r.loss;
+                                  });
+    }
   }
   if constexpr (std::is_same_v<L, RLD<float>>) {  // so does RLD (rld_lanes.hpp)
     std::vector<float> scratch(out.grad ? std::size_t(3 * C) : 0);

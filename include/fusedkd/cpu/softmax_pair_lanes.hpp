@@ -1,11 +1,12 @@
-// KD and DKD on one row on SIMD lanes with each exponential computed once (the generic row
-// executor computes exp(s/τ − ·) and exp(t/τ − ·) in its statistics pass and again for the
-// gradient). Both are a pair of softmaxes at τ over a set of columns J: every column for KD, the
-// non-target columns j ≠ y for DKD (its target terms come from s_y, t_y in finalize).
+// KD, DKD and NKD at τ = 1 on one row on SIMD lanes with each exponential computed once (the
+// generic row executor computes exp(s/τ − ·) and exp(t/τ − ·) in its statistics pass and again for
+// the gradient). Each is a pair of softmaxes at τ over a set of columns J: every column for KD, the
+// non-target columns j ≠ y for DKD and NKD (their target terms come from s_y, t_y in finalize),
+// with a cross sum d = Σ_J e_t,j v_j, v_j = L::cross_term(s_j, t_j) (t_j − s_j, or s_j for NKD).
 //
 //   pass 1: M_s = max_{j∈J} s_j, M_t = max_{j∈J} t_j              (references m = M/τ)
 //   pass 2: e_s,j = exp(s_j/τ − m_s), e_t,j = exp(t_j/τ − m_t)      (kept in scratch);
-//           z_s = Σ_J e_s,  z_t = Σ_J e_t,  d = Σ_J e_t,j (t_j − s_j)
+//           z_s = Σ_J e_s,  z_t = Σ_J e_t,  d = Σ_J e_t,j v_j
 //   pass 3: ∂ℓ/∂s_j = L::grad_from_probs(j = y, e_s,j / z_s, e_t,j / z_t)
 //
 // The statistics go through L::stats_from_sums to L::finalize. Each lane sums a block of
@@ -22,6 +23,7 @@
 
 #include "../losses/dkd.hpp"
 #include "../losses/kd.hpp"
+#include "../losses/nkd.hpp"
 #include "lane_loops.hpp"
 #include "lanes.hpp"
 
@@ -32,12 +34,14 @@
 
 namespace fusedkd::cpu {
 
-// The row's statistics and, where g is not null, g_j = scale · ∂ℓ/∂s_j, for L = KD<float> or
-// DKD<float>. scratch: 2C floats (used only with a gradient). Needs C ≥ W.
+// The row's statistics and, where g is not null, g_j = scale · ∂ℓ/∂s_j, for L = KD<float>,
+// DKD<float>, or NKD<float> with τ = 1 (c.unit_tau). scratch: 2C floats (used only with a
+// gradient). Needs C ≥ W.
 template <class L, int W, class TS, class TT, class TG>
 FUSEDKD_LANES_INLINE typename L::Row softmax_pair_row_lanes(const typename L::Context& c, std::int64_t C, const TS* s,
                                                             const TT* t, TG* g, float scale, float* scratch) {
-  static_assert(std::is_same_v<L, KD<float>> || std::is_same_v<L, DKD<float>>, "a softmax pair at τ");
+  static_assert(std::is_same_v<L, KD<float>> || std::is_same_v<L, DKD<float>> || std::is_same_v<L, NKD<float>>,
+                "a softmax pair at τ");
   using V = FloatLanes<W>;
   using I = IndexLanes<W>;
   const float lowest = std::numeric_limits<float>::lowest();
@@ -84,7 +88,7 @@ FUSEDKD_LANES_INLINE typename L::Row softmax_pair_row_lanes(const typename L::Co
         }
         zs += select(keep, e_s, V(0.0f));
         zt += select(keep, e_t, V(0.0f));
-        d += select(keep && e_t > 0.0f, e_t * (tj - sj), V(0.0f));  // a −inf teacher column adds 0, not 0·∞
+        d += select(keep && e_t > 0.0f, e_t * L::cross_term(sj, tj), V(0.0f));  // a −inf teacher column adds 0, not 0·∞
       },
       [&](std::int64_t) FUSEDKD_LANES_INLINE_LAMBDA {
         zs_total += zs;

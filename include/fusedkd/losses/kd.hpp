@@ -56,6 +56,9 @@ template <class A> struct KD {
     return r;
   }
 
+  // v_j of the cross sum d = Σ exp(t_j/τ − m_t) v_j: t_j − s_j.
+  template <class V> FUSEDKD_HD_FORCEINLINE static V cross_term(V sj, V tj) { return tj - sj; }
+
   // The statistics from the sums of a pass with fixed references m: z = Σ_j exp(x_j − m) for
   // x = s/τ and t/τ, d = Σ_j exp(t_j/τ − m_t)(t_j − s_j).
   FUSEDKD_HD static Stats stats_from_sums(A m_s, A z_s, A m_t, A z_t, A d) {

@@ -103,12 +103,27 @@ template <class A> struct NKD {
     return r;
   }
 
+  // At τ = 1 only (unit_tau): v_j of the cross sum d = Σ_{j≠y} exp(t_j − m_t) v_j is s_j, and the
+  // statistics from the sums of a pass with fixed references m (z = Σ_{j≠y} exp(x_j − m)).
+  template <class V> FUSEDKD_HD_FORCEINLINE static V cross_term(V sj, V) { return sj; }
+  FUSEDKD_HD static Stats stats_from_sums(A m_s, A z_s, A m_t, A z_t, A d) {
+    Stats st;
+    st.s_nt.m = m_s;
+    st.s_nt.z = z_s;
+    st.t_nt.m = m_t;
+    st.t_nt.z = z_t;
+    st.t_nt.d = d;
+    return st;
+  }
+  // At τ = 1, ∂ℓ/∂s_j from q_s,j and q_t,j: q at τ = 1 is q at temperature 1, and
+  // p_s,j = q_s,j (1 − p_s,y) for j ≠ y.
+  template <class V, class M>
+  FUSEDKD_HD_FORCEINLINE static V grad_from_probs(const Context& c, const Row& r, M is_y, V q_s, V q_t) {
+    return select(is_y, r.grad_y, r.pt_y * r.nt_mass_s * q_s + c.gamma * (q_s - q_t));
+  }
+
   template <class V, class J> FUSEDKD_HD_FORCEINLINE static V grad(const Context& c, const Row& r, J j, V sj, V tj) {
-    if (c.unit_tau) {  // q at τ = 1 is q at temperature 1, and p_s,j = q_s,j (1 − p_s,y) for j ≠ y
-      const V q_s = exp_(sj - r.lse_nt_s);
-      const V q_t = exp_(tj - r.lse_nt_t);
-      return select(j == c.y, r.grad_y, r.pt_y * r.nt_mass_s * q_s + c.gamma * (q_s - q_t));
-    }
+    if (c.unit_tau) return grad_from_probs(c, r, j == c.y, exp_(sj - r.lse_nt_s), exp_(tj - r.lse_nt_t));
     const V ps = exp_(sj - r.lse1_s);                      // p_s,j (temperature 1)
     const V q_s = exp_(sj * c.inv_tau - r.lse_nt_s);        // q_s,j (τ)
     const V q_t = exp_(tj * c.inv_tau - r.lse_nt_t);        // q_t,j (τ)
