@@ -76,6 +76,22 @@ template <class A> struct OnlineLSEDot {
   FUSEDKD_HD A mean_v() const { return d / z; }  // Σ softmax(x)_j v_j
 };
 
+// The states of sums taken with a fixed reference m (z = Σ exp(x_j − m), d = Σ exp(x_j − m) v_j),
+// as the CPU rows that keep their exponentials compute them.
+template <class A> FUSEDKD_HD_INLINE OnlineLSE<A> lse_from_sums(A m, A z) {
+  OnlineLSE<A> r;
+  r.m = m;
+  r.z = z;
+  return r;
+}
+template <class A> FUSEDKD_HD_INLINE OnlineLSEDot<A> lse_dot_from_sums(A m, A z, A d) {
+  OnlineLSEDot<A> r;
+  r.m = m;
+  r.z = z;
+  r.d = d;
+  return r;
+}
+
 // lse(x) with the arg-max element split off: m = max x (first index on ties),
 // rest = Σ_{j ≠ argmax} exp(x_j − m). Gives log Σ_{j≠argmax} exp(x_j) = m + log(rest) without
 // the cancellation of log(z − 1) when the max dominates.

@@ -92,11 +92,8 @@ template <class A> struct DKD {
   // x = s/τ and t/τ, d = Σ_{j≠y} exp(t_j/τ − m_t)(t_j − s_j).
   FUSEDKD_HD static Stats stats_from_sums(A m_s, A z_s, A m_t, A z_t, A d) {
     Stats st;
-    st.s_nt.m = m_s;
-    st.s_nt.z = z_s;
-    st.t_nt.m = m_t;
-    st.t_nt.z = z_t;
-    st.t_nt.d = d;
+    st.s_nt = lse_from_sums(m_s, z_s);
+    st.t_nt = lse_dot_from_sums(m_t, z_t, d);
     return st;
   }
 

@@ -63,11 +63,8 @@ template <class A> struct KD {
   // x = s/τ and t/τ, d = Σ_j exp(t_j/τ − m_t)(t_j − s_j).
   FUSEDKD_HD static Stats stats_from_sums(A m_s, A z_s, A m_t, A z_t, A d) {
     Stats st;
-    st.s.m = m_s;
-    st.s.z = z_s;
-    st.t.m = m_t;
-    st.t.z = z_t;
-    st.t.d = d;
+    st.s = lse_from_sums(m_s, z_s);
+    st.t = lse_dot_from_sums(m_t, z_t, d);
     return st;
   }
 

@@ -108,11 +108,8 @@ template <class A> struct NKD {
   template <class V> FUSEDKD_HD_FORCEINLINE static V cross_term(V sj, V) { return sj; }
   FUSEDKD_HD static Stats stats_from_sums(A m_s, A z_s, A m_t, A z_t, A d) {
     Stats st;
-    st.s_nt.m = m_s;
-    st.s_nt.z = z_s;
-    st.t_nt.m = m_t;
-    st.t_nt.z = z_t;
-    st.t_nt.d = d;
+    st.s_nt = lse_from_sums(m_s, z_s);
+    st.t_nt = lse_dot_from_sums(m_t, z_t, d);
     return st;
   }
   // At τ = 1, ∂ℓ/∂s_j from q_s,j and q_t,j: q at τ = 1 is q at temperature 1, and
