@@ -11,11 +11,11 @@
 #include "../reduction.hpp"
 #include "../row.hpp"
 #include "isa.hpp"
+#include "lane_accumulators.hpp"
 #include "lane_loops.hpp"
+#include "lanes.hpp"
 #include "rld_lanes.hpp"
 #include "softmax_pair_lanes.hpp"
-#include "lane_accumulators.hpp"
-#include "lanes.hpp"
 
 namespace fusedkd::cpu {
 
@@ -115,8 +115,10 @@ FUSEDKD_LANES_INLINE typename L::Stats lane_row_stats(const typename L::Context&
   return st;
 }
 
-// SIMD rows (fp32 accumulation): the policy's StatsT / grad on W columns at a time. Rows
-// shorter than W take the scalar path. Always inlined into an instruction-set-specific caller.
+// SIMD rows (fp32 accumulation): the policy's StatsT / grad on W columns at a time. KD, DKD,
+// NKD at τ = 1 and RLD instead keep their exponentials between passes (softmax_pair_lanes.hpp,
+// rld_lanes.hpp). Rows shorter than W take the scalar path. Always inlined into an
+// instruction-set-specific caller.
 template <template <class> class Loss, int W, class Params, class TS, class TT, class TL, class TG>
 FUSEDKD_LANES_INLINE void run_rows_lanes(const Params& params, const LogitsView<TS, TT>& x,
                                          const LabelsView<TL>& labels, const RowOutputs<float, TG>& out,
@@ -141,7 +143,7 @@ FUSEDKD_LANES_INLINE void run_rows_lanes(const Params& params, const LogitsView<
                                   });
     }
   }
-  if constexpr (std::is_same_v<L, RLD<float>>) {  // so does RLD (rld_lanes.hpp)
+  if constexpr (std::is_same_v<L, RLD<float>>) {  // rld_lanes.hpp
     std::vector<float> scratch(out.grad ? std::size_t(3 * C) : 0);
     return for_each_counted_row(x, labels, out, row_begin, row_end,
                                 [&](std::int64_t i, const TS* s, const TT* t, TG* g) FUSEDKD_LANES_INLINE_LAMBDA {

@@ -96,14 +96,13 @@ FUSEDKD_LANES_INLINE typename L::Row softmax_pair_row_lanes(const typename L::Co
         d_total += d;
         zs = zt = d = V(0.0f);
       });
-  const typename L::Stats st =
-      L::stats_from_sums(m_s, hsum(zs_total), m_t, hsum(zt_total), hsum(d_total));
-  const typename L::Row r = L::finalize(c, st);
+  const float z_s = hsum(zs_total), z_t = hsum(zt_total);
+  const typename L::Row r = L::finalize(c, L::stats_from_sums(m_s, z_s, m_t, z_t, hsum(d_total)));
 
   // pass 3: the gradient from the kept exponentials (a remainder rewrites equal values; at j = y
   // DKD's e_s may be +inf, which grad_from_probs does not select)
   if (g) {
-    const V inv_zs(1.0f / hsum(zs_total)), inv_zt(1.0f / hsum(zt_total)), sc(scale);
+    const V inv_zs(1.0f / z_s), inv_zt(1.0f / z_t), sc(scale);
     detail::for_lane_blocks<W>(C, [&](std::int64_t j, int) FUSEDKD_LANES_INLINE_LAMBDA {
       store_lanes(g + j, sc * L::grad_from_probs(c, r, is_excluded(j), load_lanes<W>(es + j) * inv_zs,
                                                   load_lanes<W>(et + j) * inv_zt));
