@@ -16,6 +16,8 @@
 
 #include <fusedkd/fusedkd.hpp>
 
+#include "test_support.hpp"
+
 #if defined(__GNUC__)
 #pragma GCC diagnostic ignored "-Wpsabi"  // 8-lane values in the test's own (baseline) code
 #endif
@@ -138,13 +140,10 @@ struct Data {
 Data make_data(int64_t N, int64_t C, unsigned seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal(0.0f, 3.0f);
-  Data d{N, C, vector<float>(size_t(N * C)), vector<float>(size_t(N * C)), vector<int64_t>(size_t(N))};
+  Data d{N, C, vector<float>(size_t(N * C)), vector<float>(size_t(N * C)), {}};
   for (auto& v : d.s) v = normal(rng);
   for (auto& v : d.t) v = normal(rng);
-  for (int64_t i = 0; i < N; ++i) {
-    const int64_t k = i % 4;
-    d.y[size_t(i)] = k == 0 ? 0 : k == 1 ? C - 1 : k == 2 ? C - 1 - (C % 8) / 2 : int64_t(rng() % uint64_t(C));
-  }
+  d.y = test_support::cycling_labels(N, C, rng);
   d.y[size_t(N - 1)] = -100;  // one ignored row
   return d;
 }

@@ -13,6 +13,8 @@
 
 #include <fusedkd/fusedkd.hpp>
 
+#include "test_support.hpp"
+
 using namespace fusedkd;
 using std::int64_t;
 using std::vector;
@@ -62,16 +64,9 @@ Batch make_batch(int64_t N, int64_t C, double scale, unsigned seed, LabelMode mo
   return b;
 }
 
-template <class T> vector<T> cast(const vector<double>& v) {
-  vector<T> o(v.size());
-  for (size_t k = 0; k < v.size(); ++k) o[k] = from_acc<T>(acc_t<T>(v[k]));
-  return o;
-}
-template <class T> vector<double> back(const vector<T>& v) {
-  vector<double> o(v.size());
-  for (size_t k = 0; k < v.size(); ++k) o[k] = double(to_acc(v[k]));
-  return o;
-}
+using test_support::back;
+using test_support::cast;
+using test_support::expect_close;
 // The batch as T would store it, read back exactly.
 template <class T> Batch rounded(Batch b) {
   b.s = back(cast<T>(b.s));
@@ -370,22 +365,6 @@ template <class T> Result exec_uskd(const Batch& b, const USKDParams& p, Reducti
   return r;
 }
 
-// |a − b| ≤ atol + rtol·|b| elementwise, reporting the worst index.
-void expect_close(const vector<double>& a, const vector<double>& b, double atol, double rtol, const char* what) {
-  ASSERT_EQ(a.size(), b.size()) << what;
-  size_t worst = 0;
-  double worst_excess = -1;
-  for (size_t k = 0; k < a.size(); ++k) {
-    ASSERT_TRUE(std::isfinite(a[k])) << what << " not finite at " << k;
-    const double excess = std::fabs(a[k] - b[k]) - (atol + rtol * std::fabs(b[k]));
-    if (excess > worst_excess) {
-      worst_excess = excess;
-      worst = k;
-    }
-  }
-  EXPECT_LE(worst_excess, 0.0) << what << " at " << worst << ": got " << a[worst] << ", want " << b[worst]
-                               << " (atol " << atol << ", rtol " << rtol << ")";
-}
 
 const int64_t kSizes[] = {2, 3, 10, 1000, 50000};
 const double kTemps[] = {0.5, 1.0, 4.0, 16.0};

@@ -18,6 +18,8 @@
 
 #include <fusedkd/fusedkd.hpp>
 
+#include "test_support.hpp"
+
 using namespace fusedkd;
 using std::int64_t;
 using std::vector;
@@ -40,27 +42,17 @@ struct Data {
 Data make_data(int64_t N, int64_t C, unsigned seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<double> normal(0.0, 3.0);
-  Data d{N, C, vector<double>(size_t(N * C)), vector<double>(size_t(N * C)), vector<int64_t>(size_t(N))};
+  Data d{N, C, vector<double>(size_t(N * C)), vector<double>(size_t(N * C)), {}};
   for (auto& v : d.s) v = normal(rng);
   for (auto& v : d.w) v = normal(rng);
-  for (int64_t i = 0; i < N; ++i) {
-    const int64_t k = i % 4;
-    d.y[size_t(i)] = k == 0 ? 0 : k == 1 ? C - 1 : k == 2 ? C - 1 - (C % 8) / 2 : int64_t(rng() % uint64_t(C));
-  }
+  d.y = test_support::cycling_labels(N, C, rng);
   if (N > 3) d.y[3] = kIgnore;
   return d;
 }
 
-template <class T> vector<T> convert(const vector<double>& v) {
-  vector<T> r(v.size());
-  for (size_t k = 0; k < v.size(); ++k) r[k] = from_acc<T>(acc_t<T>(v[k]));
-  return r;
-}
-template <class T> vector<double> to_double(const vector<T>& v) {
-  vector<double> r(v.size());
-  for (size_t k = 0; k < v.size(); ++k) r[k] = double(to_acc(v[k]));
-  return r;
-}
+using test_support::back;
+using test_support::cast;
+using test_support::expect_close;
 
 struct Result {
   vector<double> loss, grad_s, grad_w;
@@ -105,24 +97,9 @@ Result run_lanes(Lane lane, const Data& d, const vector<T>& s, const vector<T>& 
 #endif
     }
   }
-  return Result{vector<double>(loss.begin(), loss.end()), to_double(gs), to_double(gw)};
+  return Result{vector<double>(loss.begin(), loss.end()), back(gs), back(gw)};
 }
 
-// |a − b| ≤ atol + rtol·|b| elementwise, reporting the worst element.
-void expect_close(const vector<double>& a, const vector<double>& b, double atol, double rtol, const char* what) {
-  ASSERT_EQ(a.size(), b.size()) << what;
-  size_t worst = 0;
-  double worst_excess = -1;
-  for (size_t k = 0; k < a.size(); ++k) {
-    ASSERT_TRUE(std::isfinite(a[k])) << what << " not finite at " << k;
-    const double excess = std::fabs(a[k] - b[k]) - (atol + rtol * std::fabs(b[k]));
-    if (excess > worst_excess) {
-      worst_excess = excess;
-      worst = k;
-    }
-  }
-  EXPECT_LE(worst_excess, 0.0) << what << " at " << worst << ": got " << a[worst] << ", want " << b[worst];
-}
 
 // Tolerances against fp64, as test_seed_losses' USKD.FloatMatchesNaive (logits of magnitude ~20:
 // a float rounding inside every exp and lse costs ~1e-5 absolute; near-tied scores may swap ranks,
@@ -138,8 +115,8 @@ template <class T> double grad_rtol() {
 template <class T> void expect_lanes_match_fp64(Lane lane, int64_t N, int64_t C) {
   SCOPED_TRACE(testing::Message() << "C " << C << " lanes " << (lane == Lane::Avx2 ? "avx2" : "baseline"));
   const Data d = make_data(N, C, unsigned(C * 13 + N));
-  const vector<T> s = convert<T>(d.s), w = convert<T>(d.w);
-  const Result want = reference(d, to_double(s), to_double(w));
+  const vector<T> s = cast<T>(d.s), w = cast<T>(d.w);
+  const Result want = reference(d, back(s), back(w));
   const Result got = run_lanes(lane, d, s, w);
   expect_close(got.loss, want.loss, kLossAtol, kLossRtol, "row_loss");
   expect_close(got.grad_s, want.grad_s, kGradStudentAtol, grad_rtol<T>(), "grad_student");
@@ -201,7 +178,7 @@ TEST_P(USKDLanes, ExactTiesGoToTheLowerIndex) {
     std::fill(d.w.begin(), d.w.end(), 0.3);
     for (int64_t i = 0; i < d.N; ++i)
       if (d.y[size_t(i)] != kIgnore) d.s[size_t(i * C + d.y[size_t(i)])] = 2.0;
-    const vector<float> s = convert<float>(d.s), w = convert<float>(d.w);
+    const vector<float> s = cast<float>(d.s), w = cast<float>(d.w);
     const Result want = reference(d, d.s, d.w);
     const Result got = run_lanes(GetParam(), d, s, w);
     expect_close(got.loss, want.loss, kLossAtol, kLossRtol, "row_loss");
@@ -213,7 +190,7 @@ TEST_P(USKDLanes, ExactTiesGoToTheLowerIndex) {
 TEST_P(USKDLanes, RowSplitDoesNotChangeResults) {
   for (int64_t C : {9L, 100L, 1000L}) {
     const Data d = make_data(7, C, 5);
-    const vector<float> s = convert<float>(d.s), w = convert<float>(d.w);
+    const vector<float> s = cast<float>(d.s), w = cast<float>(d.w);
     const Result whole = run_lanes(GetParam(), d, s, w);
     for (int64_t split : {1L, 4L, 6L}) {
       const Result parts = run_lanes(GetParam(), d, s, w, split);
