@@ -102,6 +102,25 @@ inline Tensor new_loss(const Tensor& student, Reduction r) {
   return torch::stable::new_empty(student, {}, loss_dtype(student));
 }
 
+// scale_grad_'s arguments: grad [N, C] with contiguous columns (as the ops write it), and
+// grad_output of the loss's dtype, a scalar or [N], on grad's device.
+inline void check_scale_args(const Tensor& grad, const Tensor& grad_output) {
+  check_logits(grad, "grad");
+  STD_TORCH_CHECK((grad.size(1) <= 1 || grad.stride(1) == 1) && (grad.size(0) <= 1 || grad.stride(0) >= grad.size(1)),
+                  "grad must have contiguous columns (as the fusedkd ops write it)");
+  STD_TORCH_CHECK(grad_output.scalar_type() == loss_dtype(grad), "grad_output must be ", dtype_name(loss_dtype(grad)),
+                  " (the loss's dtype) for a ", dtype_name(grad.scalar_type()), " grad, got ",
+                  dtype_name(grad_output.scalar_type()));
+  STD_TORCH_CHECK(grad_output.dim() == 0 || (grad_output.dim() == 1 && grad_output.size(0) == grad.size(0)),
+                  "grad_output must be a scalar or have shape [N] = [", grad.size(0), "], got ", grad_output.dim(),
+                  "-D with ", grad_output.numel(), " element(s)");
+  STD_TORCH_CHECK(grad_output.is_cpu() == grad.is_cpu() && grad_output.get_device_index() == grad.get_device_index(),
+                  "grad_output is on a different device than grad");
+}
+
+// Elements between consecutive rows' factors in grad_output (0: one factor for every row).
+inline int64_t factor_stride(const Tensor& grad_output) { return grad_output.dim() == 0 ? 0 : grad_output.stride(0); }
+
 // A gradient output shaped like `like` ([N, C], its dtype) or an empty [0] tensor.
 inline Tensor new_grad(const Tensor& like, bool compute_grad) {
   if (!compute_grad) return torch::stable::new_empty(like, {0});

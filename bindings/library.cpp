@@ -5,6 +5,10 @@
 // Python autograd formula only multiplies it by grad_output. With compute_grad false the grad
 // outputs are empty tensors of shape [0]. `reduction` is "batchmean", "sum" or "none"; the loss
 // is fp32 (fp64 for fp64 inputs): a scalar, or [N] for "none".
+//
+// scale_grad_ is the backward's one step: grad[i, :] *= grad_output (a scalar, or grad_output[i]
+// for "none") in place, rows whose factor is exactly 1 left untouched (no pass over [N, C] after
+// loss.backward()). grad_output has the loss's dtype.
 #include <torch/csrc/stable/library.h>
 
 STABLE_TORCH_LIBRARY(fusedkd, m) {
@@ -20,4 +24,5 @@ STABLE_TORCH_LIBRARY(fusedkd, m) {
   m.def("uskd(Tensor student, Tensor weak, Tensor target, float alpha, float beta, float mu,"
         " str reduction, int ignore_index, bool compute_grad)"
         " -> (Tensor loss, Tensor grad_student, Tensor grad_weak)");
+  m.def("scale_grad_(Tensor(a!) grad, Tensor grad_output) -> ()");
 }

@@ -174,6 +174,22 @@ std::tuple<Tensor, Tensor, Tensor> uskd_cpu(Tensor student_in, Tensor weak_in, T
   return {loss, grad_s, grad_w};
 }
 
+void scale_grad_cpu(Tensor grad, Tensor grad_output) {
+  check_scale_args(grad, grad_output);
+  const int64_t N = grad.size(0), C = grad.size(1);
+  dispatch_one(grad.scalar_type(), [&](auto tg) {
+    using T = typename decltype(tg)::type;
+    using A = acc_t<T>;
+    const RowFactors<A> f{static_cast<const A*>(grad_output.data_ptr()), factor_stride(grad_output)};
+    if (N == 0 || C == 0 || (f.stride == 0 && f(0) == A(1))) return;
+    T* g = static_cast<T*>(grad.data_ptr());
+    const int64_t row_stride = grad.stride(0);
+    torch::stable::parallel_for(0, N, grain_rows(C), [&](int64_t begin, int64_t end) {
+      cpu::scale_rows(g, row_stride, C, f, begin, end);
+    });
+  });
+}
+
 }  // namespace
 }  // namespace fusedkd::binding
 
@@ -183,4 +199,5 @@ STABLE_TORCH_LIBRARY_IMPL(fusedkd, CPU, m) {
   m.impl("nkd", TORCH_BOX(&fusedkd::binding::nkd_cpu));
   m.impl("rld", TORCH_BOX(&fusedkd::binding::rld_cpu));
   m.impl("uskd", TORCH_BOX(&fusedkd::binding::uskd_cpu));
+  m.impl("scale_grad_", TORCH_BOX(&fusedkd::binding::scale_grad_cpu));
 }

@@ -184,6 +184,26 @@ std::tuple<Tensor, Tensor, Tensor> uskd_cuda(Tensor student, Tensor weak, Tensor
              [](const USKDParams& q, const LossCall& c) { kernels::uskd(q, c); });
 }
 
+void scale_grad_cuda(Tensor grad, Tensor grad_output) {
+  check_cuda_tensor(grad, "grad");
+  check_scale_args(grad, grad_output);
+  torch::stable::accelerator::DeviceGuard guard(grad.get_device_index());
+  kernels::ScaleCall c;
+  c.rows = grad.size(0);
+  c.cols = grad.size(1);
+  c.grad = grad.data_ptr();
+  c.grad_dtype = dtype_of(grad);
+  c.grad_row_stride = grad.size(0) > 0 ? grad.stride(0) : grad.size(1);
+  c.factor = grad_output.data_ptr();
+  c.factor_stride = factor_stride(grad_output);
+  c.stream = current_cuda_stream(grad.get_device_index());
+  try {
+    kernels::scale_rows(c);
+  } catch (const Error& e) {
+    STD_TORCH_CHECK(false, e.what());
+  }
+}
+
 }  // namespace
 }  // namespace fusedkd::binding
 
@@ -193,4 +213,5 @@ STABLE_TORCH_LIBRARY_IMPL(fusedkd, CUDA, m) {
   m.impl("nkd", TORCH_BOX(&fusedkd::binding::nkd_cuda));
   m.impl("rld", TORCH_BOX(&fusedkd::binding::rld_cuda));
   m.impl("uskd", TORCH_BOX(&fusedkd::binding::uskd_cuda));
+  m.impl("scale_grad_", TORCH_BOX(&fusedkd::binding::scale_grad_cuda));
 }

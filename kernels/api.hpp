@@ -78,4 +78,20 @@ void nkd(const NKDParams& p, const LossCall& call);
 void rld(const RLDParams& p, const LossCall& call);
 void uskd(const USKDParams& p, const LossCall& call);
 
+// Autograd's backward: grad[i, :] ← factor[i · factor_stride] · grad[i, :] in place, rows whose
+// factor is exactly 1 untouched (scale_rows.hpp). factor: float32, or float64 for a float64 grad.
+struct ScaleCall {
+  std::int64_t rows = 0;
+  std::int64_t cols = 0;
+  void* grad = nullptr;  // [rows, cols], columns contiguous
+  DType grad_dtype = DType::Float32;
+  std::int64_t grad_row_stride = 0;
+  const void* factor = nullptr;
+  std::int64_t factor_stride = 0;  // 0: one factor for every row
+  void* stream = nullptr;          // cudaStream_t
+};
+
+// Enqueues the scaling on call.stream; no synchronization.
+void scale_rows(const ScaleCall& call);
+
 }  // namespace fusedkd::kernels

@@ -3,6 +3,7 @@
 
 #include "batch.hpp"
 #include "cpu/losses.hpp"
+#include "cpu/scale_rows.hpp"
 #include "error.hpp"
 #include "losses/dkd.hpp"
 #include "losses/kd.hpp"
@@ -12,4 +13,5 @@
 #include "numeric.hpp"
 #include "online_softmax.hpp"
 #include "reduction.hpp"
+#include "scale_rows.hpp"
 #include "standardize.hpp"

@@ -34,7 +34,7 @@ HAS_CUDA_KERNELS = torch._C._dispatch_has_kernel_for_dispatch_key("fusedkd::kd",
 
 
 def _fake_loss(student: torch.Tensor, reduction: str) -> torch.Tensor:
-    dtype = torch.float64 if student.dtype == torch.float64 else torch.float32
+    dtype = _loss_dtype(student)
     shape = (student.shape[0],) if reduction == "none" else ()
     return student.new_empty(shape, dtype=dtype)
 
@@ -70,6 +70,10 @@ def _is_eager_cpu_one(grad_output: torch.Tensor) -> bool:
         and torch._C._len_torch_dispatch_stack() == 0
         and grad_output.item() == 1.0
     )
+
+
+def _loss_dtype(grad: torch.Tensor) -> torch.dtype:
+    return torch.float64 if grad.dtype == torch.float64 else torch.float32
 
 
 def _scale(grad: torch.Tensor, grad_output: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -112,20 +116,39 @@ def _make_autograd(op_name: str, reduction_pos: int, compute_grad_pos: int, n_in
         with torch.no_grad():
             return op(*ctx.saved_tensors, *ctx.constants)[1 : 1 + n_grads]
 
-    def backward(ctx, grad_loss, *unused):
+    def owned_grads(ctx, grad_loss):
+        """The gradients for an upstream gradient of 1, now owned by this backward; None when the
+        loss was not used downstream."""
         if not ctx.has_grad:
             raise RuntimeError(
                 f"fusedkd::{op_name} was called with compute_grad=False; call it through the fusedkd "
                 "functional API (which sets compute_grad when an input requires grad)"
             )
         if grad_loss is None:  # the loss itself was not used downstream
-            return (None,) * n_inputs
+            return None
         grads, ctx.grads = ctx.grads, None
         if grads is None:  # handed to an earlier backward of this retained graph
             grads = recompute(ctx)
+        return grads
+
+    def backward(ctx, grad_loss, *unused):
+        grads = owned_grads(ctx, grad_loss)
+        if grads is None:
+            return (None,) * n_inputs
         return tuple(_scale(g, grad_loss, ctx.reduction) for g in grads) + (None,) * (n_inputs - n_grads)
 
     torch.library.register_autograd(f"fusedkd::{op_name}", backward, setup_context=setup_context)
+
+    def eager_backward(ctx, grad_loss, *unused):
+        # Scales in place (fusedkd::scale_grad_), which reads grad_output on the device: no copy of
+        # [N, C], no synchronization, and nothing written when grad_output is 1.
+        grads = owned_grads(ctx, grad_loss)
+        if grads is None:
+            return (None,) * n_inputs
+        if not _is_eager_cpu_one(grad_loss):  # on the CPU, 1 is seen here without calling the op
+            for g in grads:
+                ops.scale_grad_(g, grad_loss.to(_loss_dtype(g)))
+        return tuple(grads) + (None,) * (n_inputs - n_grads)
 
     # The same formulas as a plain autograd.Function, for calls in plain eager mode (see call_op).
     # Old-style (forward takes ctx): with a separate setup_context, apply() costs ~60 µs more.
@@ -139,7 +162,7 @@ def _make_autograd(op_name: str, reduction_pos: int, compute_grad_pos: int, n_in
     _EAGER[op_name] = type(
         f"FusedKD{op_name.upper()}",
         (torch.autograd.Function,),
-        {"forward": staticmethod(forward), "backward": staticmethod(backward)},
+        {"forward": staticmethod(forward), "backward": staticmethod(eager_backward)},
     )
 
 
@@ -192,6 +215,11 @@ def _(student, teacher, target, alpha, beta, temperature, alpha_temperature, log
 @torch.library.register_fake("fusedkd::uskd")
 def _(student, weak, target, alpha, beta, mu, reduction, ignore_index, compute_grad):
     return _fake_loss(student, reduction), _fake_grad(student, compute_grad), _fake_grad(weak, compute_grad)
+
+
+@torch.library.register_fake("fusedkd::scale_grad_")
+def _(grad, grad_output):
+    return None
 
 
 # nkd(student, teacher, target, temperature, gamma, reduction, ignore_index, compute_grad)

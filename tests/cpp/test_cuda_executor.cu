@@ -513,3 +513,59 @@ TEST(CudaHostChecks, BadArgumentsThrow) {
 }
 
 }  // namespace
+
+namespace {
+
+// cuda::scale_rows against cpu::scale_rows, bit for bit: scalar and per-row factors (some rows at
+// exactly 1, which must not be rewritten), row strides with padding, C from 2 to 128256.
+template <class T> void check_scale_rows_matches_cpu(int64_t N, int64_t C) {
+  using A = acc_t<T>;
+  const int64_t stride = C + 3;
+  std::mt19937 rng(unsigned(N * 7 + C));
+  std::normal_distribution<double> normal(0.0, 2.0);
+  vector<T> g0(static_cast<size_t>(N * stride));
+  for (auto& v : g0) v = from_acc<T>(A(normal(rng)));
+  vector<A> per_row(static_cast<size_t>(N));
+  for (int64_t i = 0; i < N; ++i) per_row[size_t(i)] = i % 3 == 0 ? A(1) : A(normal(rng));
+  DevBuf dg(g0.size() * sizeof(T)), df(per_row.size() * sizeof(A));
+  upload(df, per_row);
+  for (int64_t factor_stride : {int64_t(0), int64_t(1)}) {
+    for (A scalar : {A(1), A(0.25), A(-3)}) {
+      const vector<A>& host_factors = per_row;
+      vector<A> one = {scalar};
+      DevBuf d_one(sizeof(A));
+      upload(d_one, one);
+      const RowFactors<A> f_dev{factor_stride == 0 ? d_one.as<A>() : df.as<A>(), factor_stride};
+      const RowFactors<A> f_host{factor_stride == 0 ? one.data() : host_factors.data(), factor_stride};
+      upload(dg, g0);
+      cuda::scale_rows(dg.as<T>(), stride, N, C, f_dev, nullptr);
+      CUDA_OK(cudaDeviceSynchronize());
+      vector<T> want = g0;
+      cpu::scale_rows(want.data(), stride, C, f_host, 0, N);
+      const vector<T> got = download<T>(dg, g0.size());
+      ASSERT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(T)))
+          << "N " << N << " C " << C << " factor stride " << factor_stride << " scalar " << double(scalar);
+      if (factor_stride == 1) break;  // the scalar does not matter then
+    }
+  }
+}
+
+TEST(CudaScaleRows, MatchesCpuBitForBit) {
+  SKIP_WITHOUT_GPU();
+  for (auto [N, C] : {std::pair<int64_t, int64_t>{1, 2}, {3, 7}, {1024, 100}, {33, 1001}, {5, 4096}, {2, 128256}}) {
+    check_scale_rows_matches_cpu<float>(N, C);
+    check_scale_rows_matches_cpu<double>(N, C);
+    check_scale_rows_matches_cpu<half_t>(N, C);
+    check_scale_rows_matches_cpu<bfloat16_t>(N, C);
+  }
+}
+
+TEST(CudaHostChecks, ScaleRowsBadArgumentsThrow) {
+  float f = 2;
+  EXPECT_THROW(cuda::scale_rows(reinterpret_cast<float*>(256), 4, 3, 5, RowFactors<float>{&f, 0}, nullptr), Error);
+  EXPECT_THROW(cuda::scale_rows(reinterpret_cast<float*>(256), 5, 3, 5, RowFactors<float>{&f, -1}, nullptr), Error);
+  float* null_grad = nullptr;
+  EXPECT_THROW(cuda::scale_rows(null_grad, 5, 3, 5, RowFactors<float>{&f, 0}, nullptr), Error);
+}
+
+}  // namespace

@@ -250,6 +250,32 @@ def test_cuda_graph_capture(case, C):
     torch.testing.assert_close(captured.detach(), expected)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_upstream_gradient_scaled_on_the_device(case, dtype):
+    # backward scales the forward's gradient in place on the GPU (fusedkd::scale_grad_, factor read
+    # on the device): bit for bit the CPU op's scaling of the CUDA op's unit-upstream gradient, for
+    # a scalar factor, 1 (nothing written), and per-row factors with "none".
+    acc = torch.float32
+    args = case.inputs(48, 1000, dtype=dtype, seed=21, device="cuda")
+    diff = args[: case.n_diff]
+    unit = [g.cpu() for g in torch.autograd.grad(case.call(case.fused, args), diff)]
+    unit_rows = [g.cpu() for g in torch.autograd.grad(case.call(case.fused, args, reduction="none").sum(), diff)]
+    for factor in [1.0, 3.5, 1 / 3]:
+        got = torch.autograd.grad(factor * case.call(case.fused, args), diff)
+        for g, u in zip(got, unit):
+            want = u.clone()
+            torch.ops.fusedkd.scale_grad_(want, torch.tensor(factor, dtype=acc))
+            torch.testing.assert_close(g.cpu(), want, rtol=0, atol=0)
+    w = torch.linspace(-2, 2, 48, dtype=acc)
+    w[::5] = 1.0
+    got = torch.autograd.grad((w.cuda() * case.call(case.fused, args, reduction="none")).sum(), diff)
+    for g, u in zip(got, unit_rows):
+        want = u.clone()
+        torch.ops.fusedkd.scale_grad_(want, w)
+        torch.testing.assert_close(g.cpu(), want, rtol=0, atol=0)
+
+
 def test_current_stream_is_used():
     N, C = 256, 32000
     s_old = torch.zeros(N, C, device="cuda")

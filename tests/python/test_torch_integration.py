@@ -172,3 +172,96 @@ def test_unit_upstream_gradient_with_the_ops_gradient_output_kept():
     torch.testing.assert_close(s.grad, kept, rtol=0, atol=0)
     s.grad.mul_(3.0)  # an optimizer-style in-place update of .grad
     torch.testing.assert_close(grad, kept, rtol=0, atol=0)
+
+
+# ----------------------------------------------------------------------------- backward's scaling
+
+_SCALE_DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
+
+
+def _loss_dtype(dtype):
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+@pytest.mark.parametrize("dtype", _SCALE_DTYPES, ids=str)
+def test_scale_grad_op_scales_in_place_and_skips_unit_rows(dtype):
+    # g[i, :] *= f (a scalar) or f[i] (reduction "none"), computed in the loss's dtype and rounded
+    # once to g's dtype; rows whose factor is exactly 1 keep their bits (not rewritten).
+    torch.manual_seed(0)
+    g0 = (torch.randn(7, 13, dtype=torch.float64) * 3).to(dtype)
+    acc = _loss_dtype(dtype)
+
+    def expected(f):
+        f = f if f.dim() == 0 else f[:, None]
+        return (g0.to(acc) * f).to(dtype)
+
+    for f in [torch.tensor(2.5, dtype=acc), torch.tensor(1 / 3, dtype=acc), torch.tensor(65536.0, dtype=acc),
+              torch.tensor([1, 0, -2, 1, 1 / 3, 1e-3, 1], dtype=acc),  # per row, some rows at 1
+              torch.tensor(1 / 3, dtype=acc).expand(7)]:                # [N] with stride 0 ("none" + sum)
+        g = g0.clone()
+        ptr = g.data_ptr()
+        torch.ops.fusedkd.scale_grad_(g, f)
+        assert g.data_ptr() == ptr
+        torch.testing.assert_close(g, expected(f), rtol=0, atol=0)
+    # A factor of 1 leaves even a NaN payload and -0.0 as they were (the rows are not touched).
+    g = g0.clone()
+    g[0, 0], g[1, 1] = float("nan"), -0.0
+    before = g.clone()
+    torch.ops.fusedkd.scale_grad_(g, torch.tensor(1.0, dtype=acc))
+    bits = {8: torch.int64, 4: torch.int32, 2: torch.int16}[dtype.itemsize]
+    assert torch.equal(g.view(bits), before.view(bits))
+    # Strided rows (a column slice keeps contiguous columns) and an empty batch.
+    big = (torch.randn(5, 20, dtype=torch.float64)).to(dtype)
+    view, untouched = big[:, 3:15], big.clone()
+    torch.ops.fusedkd.scale_grad_(view, torch.tensor(-2.0, dtype=acc))
+    torch.testing.assert_close(big[:, 3:15], (untouched[:, 3:15].to(acc) * -2).to(dtype), rtol=0, atol=0)
+    torch.testing.assert_close(big[:, :3], untouched[:, :3], rtol=0, atol=0)
+    torch.testing.assert_close(big[:, 15:], untouched[:, 15:], rtol=0, atol=0)
+    torch.ops.fusedkd.scale_grad_(torch.empty(0, 13, dtype=dtype), torch.empty(0, dtype=acc))
+
+
+def test_scale_grad_op_errors_name_the_argument():
+    g = torch.randn(4, 6)
+    with pytest.raises(RuntimeError, match="grad_output must be float32"):
+        torch.ops.fusedkd.scale_grad_(g, torch.tensor(2.0, dtype=torch.float64))
+    with pytest.raises(RuntimeError, match=r"grad_output must be a scalar or have shape \[N\] = \[4\]"):
+        torch.ops.fusedkd.scale_grad_(g, torch.ones(3))
+    with pytest.raises(RuntimeError, match="grad must have contiguous columns"):
+        torch.ops.fusedkd.scale_grad_(torch.randn(6, 4).t(), torch.tensor(2.0))
+    with pytest.raises(RuntimeError, match="grad must be 2-D"):
+        torch.ops.fusedkd.scale_grad_(torch.randn(4), torch.tensor(2.0))
+    with pytest.raises(RuntimeError, match="grad must be float32, float16, bfloat16 or float64"):
+        torch.ops.fusedkd.scale_grad_(torch.zeros(4, 6, dtype=torch.int32), torch.tensor(2.0))
+
+
+@pytest.mark.parametrize("per_row", [False, True], ids=["scalar", "per_row"])
+def test_scale_grad_opcheck(per_row):
+    g = torch.randn(5, 9)
+    f = torch.randn(5) if per_row else torch.tensor(0.75)
+    torch.library.opcheck(torch.ops.fusedkd.scale_grad_.default, (g, f))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("path", list(_PATHS))
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_upstream_gradient_scaling_on_both_paths(case, path, dtype):
+    # Upstream gradients that are not 1 (a loss weight, an AMP-style loss scale, per-row weights
+    # with "none", the stride-0 grad_output of "none" + sum): every gradient is the unit-upstream
+    # gradient times the factor, in the loss's dtype, rounded once. The eager path scales in place
+    # (fusedkd::scale_grad_); the registered op's path multiplies (grad * grad_output, rounded
+    # twice for bfloat16), so it gets the gradient dtype's tolerance.
+    args = case.inputs(6, 11, dtype=dtype, seed=3)
+    diff = args[: case.n_diff]
+    acc = _loss_dtype(dtype)
+    w = torch.tensor([0.5, 1.0, 0.0, -3.0, 1.0, 1 / 3], dtype=acc)
+    tol = dict(rtol=0, atol=0) if path == "eager_function" else dict(rtol=2**-7, atol=1e-6)
+    with _PATHS[path]():
+        unit = torch.autograd.grad(case.call(case.fused, args), diff)
+        unit_rows = torch.autograd.grad(case.call(case.fused, args, reduction="none").sum(), diff)
+        for factor in [3.5, 65536.0, 1 / 3]:
+            got = torch.autograd.grad(factor * case.call(case.fused, args), diff)
+            for g, u in zip(got, unit):
+                torch.testing.assert_close(g, (u.to(acc) * torch.tensor(factor, dtype=acc)).to(dtype), **tol)
+        got = torch.autograd.grad((w * case.call(case.fused, args, reduction="none")).sum(), diff)
+        for g, u in zip(got, unit_rows):
+            torch.testing.assert_close(g, (u.to(acc) * w[:, None]).to(dtype), **tol)

@@ -1,7 +1,7 @@
 // Umbrella header of the CUDA executor (header-only; include from .cu files compiled by nvcc).
 //
 //   #include <fusedkd/cuda/fusedkd_cuda.cuh>
-//   fusedkd::cuda::kd / dkd / nkd / rld / uskd  (+ *_workspace_size)
+//   fusedkd::cuda::kd / dkd / nkd / rld / uskd  (+ *_workspace_size), scale_rows (backward)
 //
 // Layers: common.cuh (loads/stores, labels) · reduce.cuh (warp/group/block reductions of
 // mergeable states) · traits.cuh (kernel traits, launch plan, workspace layout) ·
@@ -14,5 +14,6 @@
 #include "launch.cuh"
 #include "reduce.cuh"
 #include "row_kernels.cuh"
+#include "scale_rows.cuh"
 #include "traits.cuh"
 #include "uskd_kernels.cuh"
