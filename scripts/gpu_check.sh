@@ -6,7 +6,8 @@
 #   2. ctest (CPU + CUDA GoogleTest, the CUDA grid in 8 shards, the example);
 #   3. compute-sanitizer memcheck and racecheck over every loss on Group / Block / Split shapes;
 #   4. pytest tests/python (all, CUDA tests included) with the fresh extension on PYTHONPATH;
-#   5. benchmarks/bench.py --device cuda --quick, when that file exists.
+#   5. benchmarks/bench.py --device cuda --quick, when that file exists, and the C++ CUDA
+#      benchmark (bench_cuda_executor, CUDA events) on a subset, when Google Benchmark was found.
 # Every step is time-boxed against an overall budget (BUDGET seconds, default 570) so the summary
 # is always written. Results: OUTDIR/summary.txt plus one log per step (at most 8 files).
 #
@@ -72,7 +73,7 @@ note "torch: $("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null)   
 # ------------------------------------------------------------------ 1. build
 BUILD_LOG=$OUTDIR/build.log
 CMAKE_ARGS=(-S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFUSEDKD_CUDA=ON "-DFUSEDKD_CUDA_ARCHS=$ARCHS"
-  -DFUSEDKD_TORCH=ON "-DPython3_EXECUTABLE=$(command -v "$PY")" -DFUSEDKD_BUILD_BENCHMARKS=OFF)
+  -DFUSEDKD_TORCH=ON "-DPython3_EXECUTABLE=$(command -v "$PY")" -DFUSEDKD_BUILD_BENCHMARKS=ON)
 HAVE_TESTS=1
 if ! step "configure" 120 "$BUILD_LOG" cmake "${CMAKE_ARGS[@]}" -DFUSEDKD_BUILD_TESTS=ON; then
   note "      configure with tests failed (GoogleTest missing?): retrying without the C++ tests"
@@ -134,6 +135,15 @@ if [ -f "$ROOT/benchmarks/bench.py" ]; then
   step "bench.py --device cuda --quick" 120 "$BENCH_LOG" "$PY" benchmarks/bench.py --device cuda --quick
 else
   note "SKIP    benchmarks/bench.py (not present)"
+fi
+
+CUDA_BENCH=$BUILD/benchmarks/bench_cuda_executor
+if [ -x "$CUDA_BENCH" ]; then
+  # Large shapes of the row-local losses against the roofline kernel and the backward's scaling.
+  step "bench_cuda_executor (subset)" 150 "$OUTDIR/bench_cuda.log" "$CUDA_BENCH" --benchmark_min_time=0.05 \
+    --benchmark_filter='^(kd|dkd|nkd|rld|roofline_add)/(f32|bf16)/N:(128|4096)/C:(100|1000|32000|128256)/|^scale_rows/'
+else
+  note "SKIP    bench_cuda_executor (Google Benchmark not found at configure time)"
 fi
 
 note "total $(($(date +%s) - START))s; logs in $OUTDIR"
