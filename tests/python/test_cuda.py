@@ -276,6 +276,48 @@ def test_upstream_gradient_scaled_on_the_device(case, dtype):
         torch.testing.assert_close(g.cpu(), want, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_forward_and_backward_captured_in_one_cuda_graph(case):
+    # A whole training step's loss part — forward, backward with a loss weight (the device-side
+    # scale_grad_) — captured in a CUDA graph: nothing in it may synchronize with the host, and a
+    # replay on new inputs gives the eager gradients.
+    N, C, weight = 64, 1000, 0.75
+    static = _leaf(case, case.inputs(N, C, seed=30, device="cuda"))
+
+    def step():
+        for a in static[: case.n_diff]:
+            a.grad = None
+        loss = weight * case.call(case.fused, static)
+        loss.backward()
+        return loss
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            step()  # warm-up outside the graph
+    torch.cuda.current_stream().wait_stream(side)
+    for a in static[: case.n_diff]:
+        a.grad = None
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = weight * case.call(case.fused, static)
+        captured.backward()
+    grads = [a.grad for a in static[: case.n_diff]]
+    fresh = case.inputs(N, C, seed=31, device="cuda", requires_grad=False)
+    with torch.no_grad():
+        for a, b in zip(static, fresh):
+            a.copy_(b)
+    graph.replay()
+    torch.cuda.synchronize()
+    args = _leaf(case, [b.clone() for b in fresh])
+    expected = weight * case.call(case.fused, args)
+    expected_grads = torch.autograd.grad(expected, args[: case.n_diff])
+    torch.testing.assert_close(captured.detach(), expected.detach(), rtol=0, atol=0)
+    for g, e in zip(grads, expected_grads):
+        torch.testing.assert_close(g, e, rtol=0, atol=0)
+
+
 def test_current_stream_is_used():
     N, C = 256, 32000
     s_old = torch.zeros(N, C, device="cuda")
