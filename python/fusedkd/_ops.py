@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+import warnings
 
 import torch
 
@@ -126,6 +127,12 @@ def _make_autograd(op_name: str, reduction_pos: int, compute_grad_pos: int, n_in
             )
         if grad_loss is None:  # the loss itself was not used downstream
             return None
+        if torch.is_grad_enabled() and not torch.compiler.is_compiling():  # backward(create_graph=True)
+            warnings.warn(
+                f"fusedkd::{op_name}: its gradient is computed in closed form and is not differentiable "
+                "(first order only); with create_graph=True, second-order terms through this loss are zero",
+                stacklevel=2,
+            )
         grads, ctx.grads = ctx.grads, None
         if grads is None:  # handed to an earlier backward of this retained graph
             grads = recompute(ctx)

@@ -265,3 +265,18 @@ def test_upstream_gradient_scaling_on_both_paths(case, path, dtype):
         got = torch.autograd.grad((w * case.call(case.fused, args, reduction="none")).sum(), diff)
         for g, u in zip(got, unit_rows):
             torch.testing.assert_close(g, (u.to(acc) * w[:, None]).to(dtype), **tol)
+
+
+@pytest.mark.parametrize("path", list(_PATHS))
+def test_create_graph_warns_that_the_gradient_is_first_order(path):
+    # Double backward is not supported: the gradient comes out of the op, not out of a graph. With
+    # create_graph=True the first-order gradient is still right, and a warning says that
+    # second-order terms through the loss are zero.
+    s = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
+    t = torch.randn(4, 6, dtype=torch.float64)
+    with _PATHS[path]():
+        (expected,) = torch.autograd.grad(3.0 * fusedkd.kd_loss(s, t), s)
+        with pytest.warns(UserWarning, match="first order only"):
+            (g,) = torch.autograd.grad(3.0 * fusedkd.kd_loss(s, t), s, create_graph=True)
+    torch.testing.assert_close(g, expected, rtol=0, atol=0)
+    assert not g.requires_grad
