@@ -1,5 +1,5 @@
 // Google Benchmark of the header-only CPU executor (single thread): every loss, fp32 and bf16,
-// vision and vocabulary shapes. Reports bytes moved as read student + read teacher (or weak) +
+// vision and vocabulary shapes; and the backward's gradient scaling (scale_rows). Reports bytes moved as read student + read teacher (or weak) +
 // write gradient, once each, so bytes_per_second is the effective bandwidth.
 #include <benchmark/benchmark.h>
 
@@ -74,6 +74,19 @@ template <class T, Loss L> void BM_loss(benchmark::State& state) {
   set_counters(state, in);
 }
 
+// The backward's in-place g ← f · g (cpu::scale_rows, fusedkd::scale_grad_ on the CPU) with f = 2
+// (a loss weight): a read and a write of the gradient.
+template <class T> void BM_scale_rows(benchmark::State& state) {
+  Inputs<T> in(state.range(0), state.range(1));
+  const fusedkd::acc_t<T> two = 2;
+  for (auto _ : state) {
+    fusedkd::cpu::scale_rows(in.s.data(), in.C, in.C, fusedkd::RowFactors<fusedkd::acc_t<T>>{&two, 0}, 0, in.N);
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * 2 * in.N * in.C * std::int64_t(sizeof(T)));
+  state.SetItemsProcessed(state.iterations() * in.N);
+}
+
 void shapes(benchmark::internal::Benchmark* b) {
   for (std::int64_t n : {128, 1024})
     for (std::int64_t c : {100, 1000}) b->Args({n, c});
@@ -93,5 +106,7 @@ FUSEDKD_BENCH(RLD, "rld");
 FUSEDKD_BENCH(RLDStd, "rld_std");
 FUSEDKD_BENCH(USKD, "uskd");
 #undef FUSEDKD_BENCH
+BENCHMARK(BM_scale_rows<float>)->Name("scale_rows/f32")->Apply(shapes);
+BENCHMARK(BM_scale_rows<bf16>)->Name("scale_rows/bf16")->Apply(shapes);
 
 }  // namespace

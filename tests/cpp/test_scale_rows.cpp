@@ -68,4 +68,33 @@ TYPED_TEST(ScaleRows, RowRangeOnly) {
     for (int64_t j = 0; j < C; ++j) EXPECT_EQ(got[size_t(i * C + j)], (i == 1 || i == 2) ? 3.0 : 1.5) << i << "," << j;
 }
 
+// The SIMD rows (both widths, called directly) against the scalar rows, bit for bit, on values
+// that stress the rounding: subnormals, values that overflow to inf once scaled, ±inf, NaN, ±0,
+// and random ones; C = 1 to 40 (full blocks and scalar tails).
+template <int W, class T> void expect_lanes_match_scalar() {
+  std::mt19937 rng(11);
+  std::normal_distribution<double> normal(0.0, 3.0);
+  const double special[] = {0.0, -0.0, 1e-40, -3e-39, 6e-8, 65504.0, 3e38, -3e38, INFINITY, -INFINITY, NAN, 1.0};
+  const std::vector<float> factors = {2.5f, -1.0f / 3, 65536.0f, 1e-30f, 1.0f, 0.0f};
+  for (int64_t C = 1; C <= 40; ++C) {
+    const int64_t N = int64_t(factors.size());
+    std::vector<double> v(size_t(N * C));
+    for (size_t k = 0; k < v.size(); ++k) v[k] = k % 3 == 0 ? special[k / 3 % 12] : normal(rng);
+    std::vector<T> lanes = cast<T>(v), scalar = lanes;
+    const RowFactors<float> f{factors.data(), 1};
+    cpu::detail::scale_rows_lanes<W>(lanes.data(), C, C, f, 0, N);
+    cpu::detail::scale_rows_scalar(scalar.data(), C, C, f, 0, N);
+    ASSERT_EQ(0, std::memcmp(lanes.data(), scalar.data(), lanes.size() * sizeof(T))) << "W " << W << " C " << C;
+  }
+}
+
+TEST(ScaleRowsLanes, BitForBitTheScalarRows) {
+  expect_lanes_match_scalar<4, float>();
+  expect_lanes_match_scalar<8, float>();
+  expect_lanes_match_scalar<4, half_t>();
+  expect_lanes_match_scalar<8, half_t>();
+  expect_lanes_match_scalar<4, bfloat16_t>();
+  expect_lanes_match_scalar<8, bfloat16_t>();
+}
+
 }  // namespace

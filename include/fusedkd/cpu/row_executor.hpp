@@ -175,21 +175,6 @@ FUSEDKD_LANES_INLINE void run_rows_lanes(const Params& params, const LogitsView<
   });
 }
 
-// Runs body(std::integral_constant<int, W>{}) compiled for the widest lanes the CPU has. body
-// must be an always-inline lambda (FUSEDKD_LANES_INLINE_LAMBDA) so it takes the caller's target.
-#if FUSEDKD_CPU_AVX2_DISPATCH
-template <class Body> __attribute__((target("avx2,fma"))) void with_avx2_lanes(const Body& body) {
-  body(std::integral_constant<int, kAvx2Lanes>{});
-}
-#endif
-template <class Body> void with_baseline_lanes(const Body& body) { body(std::integral_constant<int, kBaselineLanes>{}); }
-template <class Body> void with_lanes(const Body& body) {
-#if FUSEDKD_CPU_AVX2_DISPATCH
-  if (cpu_has_avx2()) return with_avx2_lanes(body);
-#endif
-  with_baseline_lanes(body);
-}
-
 #if FUSEDKD_CPU_AVX2_DISPATCH
 template <template <class> class Loss, class... Args> void run_rows_avx2(const Args&... args) {
   with_avx2_lanes([&](auto w) FUSEDKD_LANES_INLINE_LAMBDA { run_rows_lanes<Loss, decltype(w)::value>(args...); });
