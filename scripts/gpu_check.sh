@@ -142,6 +142,19 @@ if [ -x "$CUDA_BENCH" ]; then
   # Large shapes of the row-local losses against the roofline kernel and the backward's scaling.
   step "bench_cuda_executor (subset)" 150 "$OUTDIR/bench_cuda.log" "$CUDA_BENCH" --benchmark_min_time=0.05 \
     --benchmark_filter='^(kd|dkd|nkd|rld|roofline_add)/(f32|bf16)/N:(128|4096)/C:(100|1000|32000|128256)/|^scale_rows/'
+  # Profiler evidence for the roofline target: Nsight Compute's speed-of-light and memory sections
+  # for the fused KD (bf16, 4096 x 128256: Split plan) and the roofline kernel on the same shape.
+  NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+  if [ -x "$NCU" ]; then
+    for bench in kd roofline_add; do  # the first two kernels of each (ncu flushes the caches itself)
+      step "ncu: $bench bf16 4096x128256" 60 "$OUTDIR/bench_cuda.log" "$NCU" --section SpeedOfLight \
+        --section MemoryWorkloadAnalysis --kernel-name regex:'row_split_(stats|grad)_kernel|add_kernel' \
+        --launch-count 2 "$CUDA_BENCH" --benchmark_min_time=0.001 \
+        --benchmark_filter="^$bench/bf16/N:4096/C:128256/"
+    done
+  else
+    note "SKIP    ncu (not found)"
+  fi
 else
   note "SKIP    bench_cuda_executor (Google Benchmark not found at configure time)"
 fi
