@@ -7,7 +7,8 @@
 #   3. compute-sanitizer memcheck and racecheck over every loss on Group / Block / Split shapes;
 #   4. pytest tests/python (all, CUDA tests included) with the fresh extension on PYTHONPATH;
 #   5. benchmarks/bench.py --device cuda --quick, when that file exists, and the C++ CUDA
-#      benchmark (bench_cuda_executor, CUDA events) on a subset, when Google Benchmark was found.
+#      benchmark (bench_cuda_executor, CUDA events) on a subset, when Google Benchmark was found,
+#      with Nsight Compute's speed-of-light / memory sections for KD and the roofline kernel.
 # Every step is time-boxed against an overall budget (BUDGET seconds, default 570) so the summary
 # is always written. Results: OUTDIR/summary.txt plus one log per step (at most 8 files).
 #
