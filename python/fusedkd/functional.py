@@ -41,6 +41,13 @@ def _on_student_device(student: torch.Tensor, x: torch.Tensor, name: str) -> tor
     return x
 
 
+def _constant(x: torch.Tensor) -> torch.Tensor:
+    """x cut from the autograd graph (the teacher gets no gradient, and a teacher run with grad enabled
+    keeps no graph alive through the loss). Detached only when it requires grad: a detached view costs
+    ~8 µs per call through the op's autograd (measured on the CPU at [8, 10])."""
+    return x.detach() if x.requires_grad else x
+
+
 def _needs_grad(*xs: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and any(x.requires_grad for x in xs)
 
@@ -63,7 +70,7 @@ def kd_loss(
 ) -> torch.Tensor:
     """Hinton KD: ``τ² · KL(softmax(t/τ) ‖ softmax(s/τ))`` per row (mdistiller ``kd_loss``)."""
     s = _tensor(student_logits, "student_logits")
-    t = _on_student_device(s, _tensor(teacher_logits, "teacher_logits"), "teacher_logits").detach()
+    t = _constant(_on_student_device(s, _tensor(teacher_logits, "teacher_logits"), "teacher_logits"))
     loss, _ = call_op("kd", s, t, float(temperature), _reduction(reduction), _needs_grad(s))
     return loss
 
@@ -80,7 +87,7 @@ def dkd_loss(
 ) -> torch.Tensor:
     """Decoupled KD: ``α·TCKD + β·NCKD`` (mdistiller ``dkd_loss``; CIFAR defaults)."""
     s = _tensor(student_logits, "student_logits")
-    t = _on_student_device(s, _tensor(teacher_logits, "teacher_logits"), "teacher_logits").detach()
+    t = _constant(_on_student_device(s, _tensor(teacher_logits, "teacher_logits"), "teacher_logits"))
     y = _on_student_device(s, _tensor(target, "target"), "target")
     loss, _ = call_op(
         "dkd", s, t, y, float(alpha), float(beta), float(temperature), _reduction(reduction), int(ignore_index), _needs_grad(s)
@@ -103,7 +110,7 @@ def nkd_loss(
     argmax as the reference does.
     """
     s = _tensor(student_logits, "student_logits")
-    t = _on_student_device(s, _tensor(teacher_logits, "teacher_logits"), "teacher_logits").detach()
+    t = _constant(_on_student_device(s, _tensor(teacher_logits, "teacher_logits"), "teacher_logits"))
     y = _on_student_device(s, _hard_labels(target, s), "target")
     loss, _ = call_op(
         "nkd", s, t, y, float(temperature), float(gamma), _reduction(reduction), int(ignore_index), _needs_grad(s)
@@ -125,7 +132,7 @@ def rld_loss(
 ) -> torch.Tensor:
     """Refined logit distillation (zju-SWJ/RLD): ``α·SCD + β·MCD``, optionally on standardized logits."""
     s = _tensor(student_logits, "student_logits")
-    t = _on_student_device(s, _tensor(teacher_logits, "teacher_logits"), "teacher_logits").detach()
+    t = _constant(_on_student_device(s, _tensor(teacher_logits, "teacher_logits"), "teacher_logits"))
     y = _on_student_device(s, _tensor(target, "target"), "target")
     loss, _ = call_op(
         "rld", s, t, y, float(alpha), float(beta), float(temperature), float(alpha_temperature),
