@@ -93,7 +93,7 @@ std::tuple<Tensor, Tensor> run_row_local(Rows rows, const Params& params, const 
 }
 
 std::tuple<Tensor, Tensor> kd_cpu(Tensor student, Tensor teacher, double temperature, std::string reduction,
-                                  bool compute_grad) {
+                                  bool compute_grad, bool /*grad_private*/) {
   check_inputs(student, teacher, "teacher_logits", nullptr, KD<float>::min_classes);
   const KDParams p = kd_params(temperature);
   return run_row_local(RowLocal<KD>{}, p, student, &teacher, nullptr, -100, reduction_from(reduction), compute_grad);
@@ -101,7 +101,7 @@ std::tuple<Tensor, Tensor> kd_cpu(Tensor student, Tensor teacher, double tempera
 
 std::tuple<Tensor, Tensor> dkd_cpu(Tensor student, Tensor teacher, Tensor target, double alpha, double beta,
                                    double temperature, std::string reduction, int64_t ignore_index,
-                                   bool compute_grad) {
+                                   bool compute_grad, bool /*grad_private*/) {
   check_inputs(student, teacher, "teacher_logits", &target, DKD<float>::min_classes);
   const DKDParams p = dkd_params(alpha, beta, temperature);
   return run_row_local(RowLocal<DKD>{}, p, student, &teacher, &target, ignore_index, reduction_from(reduction),
@@ -109,7 +109,7 @@ std::tuple<Tensor, Tensor> dkd_cpu(Tensor student, Tensor teacher, Tensor target
 }
 
 std::tuple<Tensor, Tensor> nkd_cpu(Tensor student, Tensor teacher, Tensor target, double temperature, double gamma,
-                                   std::string reduction, int64_t ignore_index, bool compute_grad) {
+                                   std::string reduction, int64_t ignore_index, bool compute_grad, bool /*grad_private*/) {
   check_inputs(student, teacher, "teacher_logits", &target, NKD<float>::min_classes);
   const NKDParams p = nkd_params(temperature, gamma);
   return run_row_local(RowLocal<NKD>{}, p, student, &teacher, &target, ignore_index, reduction_from(reduction),
@@ -118,7 +118,7 @@ std::tuple<Tensor, Tensor> nkd_cpu(Tensor student, Tensor teacher, Tensor target
 
 std::tuple<Tensor, Tensor> rld_cpu(Tensor student, Tensor teacher, Tensor target, double alpha, double beta,
                                    double temperature, double alpha_temperature, bool logit_standardization,
-                                   std::string reduction, int64_t ignore_index, bool compute_grad) {
+                                   std::string reduction, int64_t ignore_index, bool compute_grad, bool /*grad_private*/) {
   check_inputs(student, teacher, "teacher_logits", &target, RLD<float>::min_classes);
   const RLDParams p = rld_params(alpha, beta, temperature, alpha_temperature, logit_standardization);
   return run_row_local(RLDRows{}, p, student, &teacher, &target, ignore_index, reduction_from(reduction),
@@ -129,7 +129,7 @@ std::tuple<Tensor, Tensor> rld_cpu(Tensor student, Tensor teacher, Tensor target
 // gradients) in parallel.
 std::tuple<Tensor, Tensor, Tensor> uskd_cpu(Tensor student_in, Tensor weak_in, Tensor target_in, double alpha,
                                             double beta, double mu, std::string reduction, int64_t ignore_index,
-                                            bool compute_grad) {
+                                            bool compute_grad, bool /*grad_private*/) {
   check_inputs(student_in, weak_in, "weak_logits", &target_in, 2);
   const USKDParams p = uskd_params(student_in, weak_in, alpha, beta, mu);
   const Reduction reduction_kind = reduction_from(reduction);

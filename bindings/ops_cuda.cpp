@@ -140,7 +140,7 @@ std::tuple<Tensor, Tensor> run_teacher_loss(const Params& p, const Tensor& stude
 }
 
 std::tuple<Tensor, Tensor> kd_cuda(Tensor student, Tensor teacher, double temperature, std::string reduction,
-                                   bool compute_grad) {
+                                   bool compute_grad, bool /*grad_private*/) {
   check_inputs(student, teacher, "teacher_logits", nullptr, KD<float>::min_classes);
   check_on_cuda(student, teacher, "teacher_logits", nullptr);
   return run_teacher_loss(kd_params(temperature), student, teacher, nullptr, -100, reduction, compute_grad,
@@ -149,7 +149,7 @@ std::tuple<Tensor, Tensor> kd_cuda(Tensor student, Tensor teacher, double temper
 
 std::tuple<Tensor, Tensor> dkd_cuda(Tensor student, Tensor teacher, Tensor target, double alpha, double beta,
                                     double temperature, std::string reduction, int64_t ignore_index,
-                                    bool compute_grad) {
+                                    bool compute_grad, bool /*grad_private*/) {
   check_inputs(student, teacher, "teacher_logits", &target, DKD<float>::min_classes);
   check_on_cuda(student, teacher, "teacher_logits", &target);
   return run_teacher_loss(dkd_params(alpha, beta, temperature), student, teacher, &target, ignore_index, reduction,
@@ -157,7 +157,7 @@ std::tuple<Tensor, Tensor> dkd_cuda(Tensor student, Tensor teacher, Tensor targe
 }
 
 std::tuple<Tensor, Tensor> nkd_cuda(Tensor student, Tensor teacher, Tensor target, double temperature, double gamma,
-                                    std::string reduction, int64_t ignore_index, bool compute_grad) {
+                                    std::string reduction, int64_t ignore_index, bool compute_grad, bool /*grad_private*/) {
   check_inputs(student, teacher, "teacher_logits", &target, NKD<float>::min_classes);
   check_on_cuda(student, teacher, "teacher_logits", &target);
   return run_teacher_loss(nkd_params(temperature, gamma), student, teacher, &target, ignore_index, reduction,
@@ -166,7 +166,7 @@ std::tuple<Tensor, Tensor> nkd_cuda(Tensor student, Tensor teacher, Tensor targe
 
 std::tuple<Tensor, Tensor> rld_cuda(Tensor student, Tensor teacher, Tensor target, double alpha, double beta,
                                     double temperature, double alpha_temperature, bool logit_standardization,
-                                    std::string reduction, int64_t ignore_index, bool compute_grad) {
+                                    std::string reduction, int64_t ignore_index, bool compute_grad, bool /*grad_private*/) {
   check_inputs(student, teacher, "teacher_logits", &target, RLD<float>::min_classes);
   check_on_cuda(student, teacher, "teacher_logits", &target);
   return run_teacher_loss(rld_params(alpha, beta, temperature, alpha_temperature, logit_standardization), student,
@@ -176,7 +176,7 @@ std::tuple<Tensor, Tensor> rld_cuda(Tensor student, Tensor teacher, Tensor targe
 
 std::tuple<Tensor, Tensor, Tensor> uskd_cuda(Tensor student, Tensor weak, Tensor target, double alpha, double beta,
                                              double mu, std::string reduction, int64_t ignore_index,
-                                             bool compute_grad) {
+                                             bool compute_grad, bool /*grad_private*/) {
   check_inputs(student, weak, "weak_logits", &target, 2);
   check_on_cuda(student, weak, "weak_logits", &target);
   const USKDParams p = uskd_params(student, weak, alpha, beta, mu);

@@ -45,12 +45,12 @@ def _fake_grad(like: torch.Tensor, compute_grad: bool) -> torch.Tensor:
 
 
 @torch.library.register_fake("fusedkd::kd")
-def _(student, teacher, temperature, reduction, compute_grad):
+def _(student, teacher, temperature, reduction, compute_grad, grad_private=False):
     return _fake_loss(student, reduction), _fake_grad(student, compute_grad)
 
 
 @torch.library.register_fake("fusedkd::dkd")
-def _(student, teacher, target, alpha, beta, temperature, reduction, ignore_index, compute_grad):
+def _(student, teacher, target, alpha, beta, temperature, reduction, ignore_index, compute_grad, grad_private=False):
     return _fake_loss(student, reduction), _fake_grad(student, compute_grad)
 
 
@@ -88,16 +88,26 @@ def _scale(grad: torch.Tensor, grad_output: torch.Tensor, reduction: str) -> tor
     return grad * grad_output.to(grad.dtype)
 
 
-def _make_autograd(op_name: str, reduction_pos: int, compute_grad_pos: int, n_inputs: int, n_grads: int):
+def _make_autograd(op_name: str, n_grads: int):
     """Autograd for an op whose outputs are (loss, grad_0, ..., grad_{n_grads-1}) and whose
     first n_grads inputs are the differentiable logits.
 
-    The forward's gradients are handed to the first backward, which owns them from then on (so
-    it may return them as they are, see _scale): they are kept as a plain attribute, not as saved
-    tensors, and are marked non-differentiable (no reference cycle through a grad_fn). A second
-    backward through a retained graph finds them gone and recomputes them from the saved inputs.
+    The forward's gradients are handed to the first backward, which owns them from then on: they
+    are kept as a plain attribute, not as saved tensors, and are marked non-differentiable (no
+    reference cycle through a grad_fn). A second backward through a retained graph finds them gone
+    and recomputes them from the saved inputs.
+
+    Backward multiplies them by grad_output. When the caller discards the op's gradient outputs
+    (grad_private=True: the functional API), in place with fusedkd::scale_grad_, which reads
+    grad_output where it lives (on a GPU in the kernel, no synchronization) and writes nothing when
+    it is 1; under torch.compile the mutation of the saved gradient is re-inplaced, so a compiled
+    step makes no extra pass either. Otherwise (a raw-op caller may keep them) out of place, see _scale.
     """
     op = getattr(ops, op_name).default
+    names = [a.name for a in op._schema.arguments]
+    n_inputs = len(names)
+    reduction_pos, compute_grad_pos, private_pos = (
+        names.index("reduction"), names.index("compute_grad"), names.index("grad_private"))
     # The schema's tensor arguments (the logits and labels) lead; the rest are constants.
     n_tensors = sum(str(a.type) == "Tensor" for a in op._schema.arguments)
     assert all(str(a.type) == "Tensor" for a in op._schema.arguments[:n_tensors])
@@ -106,6 +116,7 @@ def _make_autograd(op_name: str, reduction_pos: int, compute_grad_pos: int, n_in
     def setup_context(ctx, inputs, output):
         ctx.reduction = inputs[reduction_pos]
         ctx.has_grad = inputs[compute_grad_pos]
+        ctx.private = len(inputs) > private_pos and bool(inputs[private_pos])
         grads = output[1 : 1 + n_grads]
         ctx.mark_non_differentiable(*grads)
         ctx.set_materialize_grads(False)  # else an [N, C] zero tensor per gradient output per backward
@@ -117,16 +128,14 @@ def _make_autograd(op_name: str, reduction_pos: int, compute_grad_pos: int, n_in
         with torch.no_grad():
             return op(*ctx.saved_tensors, *ctx.constants)[1 : 1 + n_grads]
 
-    def owned_grads(ctx, grad_loss):
-        """The gradients for an upstream gradient of 1, now owned by this backward; None when the
-        loss was not used downstream."""
+    def backward(ctx, grad_loss, *unused):
         if not ctx.has_grad:
             raise RuntimeError(
                 f"fusedkd::{op_name} was called with compute_grad=False; call it through the fusedkd "
                 "functional API (which sets compute_grad when an input requires grad)"
             )
         if grad_loss is None:  # the loss itself was not used downstream
-            return None
+            return (None,) * n_inputs
         if torch.is_grad_enabled() and not torch.compiler.is_compiling():  # backward(create_graph=True)
             warnings.warn(
                 f"fusedkd::{op_name}: its gradient is computed in closed form and is not differentiable "
@@ -136,26 +145,15 @@ def _make_autograd(op_name: str, reduction_pos: int, compute_grad_pos: int, n_in
         grads, ctx.grads = ctx.grads, None
         if grads is None:  # handed to an earlier backward of this retained graph
             grads = recompute(ctx)
-        return grads
-
-    def backward(ctx, grad_loss, *unused):
-        grads = owned_grads(ctx, grad_loss)
-        if grads is None:
-            return (None,) * n_inputs
-        return tuple(_scale(g, grad_loss, ctx.reduction) for g in grads) + (None,) * (n_inputs - n_grads)
+        if ctx.private:
+            if not _is_eager_cpu_one(grad_loss):  # on the CPU, 1 is seen here without calling the op
+                for g in grads:
+                    ops.scale_grad_(g, grad_loss.to(_loss_dtype(g)))
+        else:
+            grads = [_scale(g, grad_loss, ctx.reduction) for g in grads]
+        return tuple(grads) + (None,) * (n_inputs - n_grads)
 
     torch.library.register_autograd(f"fusedkd::{op_name}", backward, setup_context=setup_context)
-
-    def eager_backward(ctx, grad_loss, *unused):
-        # Scales in place (fusedkd::scale_grad_), which reads grad_output on the device: no copy of
-        # [N, C], no synchronization, and nothing written when grad_output is 1.
-        grads = owned_grads(ctx, grad_loss)
-        if grads is None:
-            return (None,) * n_inputs
-        if not _is_eager_cpu_one(grad_loss):  # on the CPU, 1 is seen here without calling the op
-            for g in grads:
-                ops.scale_grad_(g, grad_loss.to(_loss_dtype(g)))
-        return tuple(grads) + (None,) * (n_inputs - n_grads)
 
     # The same formulas as a plain autograd.Function, for calls in plain eager mode (see call_op).
     # Old-style (forward takes ctx): with a separate setup_context, apply() costs ~60 µs more.
@@ -169,7 +167,7 @@ def _make_autograd(op_name: str, reduction_pos: int, compute_grad_pos: int, n_in
     _EAGER[op_name] = type(
         f"FusedKD{op_name.upper()}",
         (torch.autograd.Function,),
-        {"forward": staticmethod(forward), "backward": staticmethod(eager_backward)},
+        {"forward": staticmethod(forward), "backward": staticmethod(backward)},
     )
 
 
@@ -191,36 +189,38 @@ def _plain_eager(tensors) -> bool:
 
 
 def call_op(op_name: str, *args):
-    """Calls fusedkd::<op_name> with autograd. In plain eager mode through an autograd.Function
-    with the registered formulas: the op's registered autograd (torch.library) costs ~100 µs more
-    per forward+backward (measured on the CPU), which is most of the time of a small batch. Everywhere else
-    (torch.compile, export, make_fx, functorch, tensor subclasses) through the op itself, so
-    tracers see fusedkd::<op_name> and its registered autograd and fake kernels."""
+    """Calls fusedkd::<op_name>(*args, grad_private=True) with autograd, for the functional API,
+    which discards the gradient outputs (so backward scales them in place). In plain eager mode
+    through an autograd.Function with the registered formulas: the op's registered autograd
+    (torch.library) costs ~100 µs more per forward+backward (measured on the CPU), which is most of
+    the time of a small batch. Everywhere else (torch.compile, export, make_fx, functorch, tensor
+    subclasses) through the op itself, so tracers see fusedkd::<op_name> and its registered autograd
+    and fake kernels."""
     n_tensors = _N_TENSORS[op_name]
     if _plain_eager(args[:n_tensors]):
-        return _EAGER[op_name].apply(*args)
-    return getattr(ops, op_name)(*args)
+        return _EAGER[op_name].apply(*args, True)
+    return getattr(ops, op_name)(*args, True)
 
 
-# kd(student, teacher, temperature, reduction, compute_grad)
-_make_autograd("kd", reduction_pos=3, compute_grad_pos=4, n_inputs=5, n_grads=1)
-# dkd(student, teacher, target, alpha, beta, temperature, reduction, ignore_index, compute_grad)
-_make_autograd("dkd", reduction_pos=6, compute_grad_pos=8, n_inputs=9, n_grads=1)
+# kd(student, teacher, temperature, reduction, compute_grad, grad_private)
+_make_autograd("kd", n_grads=1)
+# dkd(student, teacher, target, alpha, beta, temperature, reduction, ignore_index, compute_grad, grad_private)
+_make_autograd("dkd", n_grads=1)
 
 
 @torch.library.register_fake("fusedkd::nkd")
-def _(student, teacher, target, temperature, gamma, reduction, ignore_index, compute_grad):
+def _(student, teacher, target, temperature, gamma, reduction, ignore_index, compute_grad, grad_private=False):
     return _fake_loss(student, reduction), _fake_grad(student, compute_grad)
 
 
 @torch.library.register_fake("fusedkd::rld")
 def _(student, teacher, target, alpha, beta, temperature, alpha_temperature, logit_standardization, reduction,
-      ignore_index, compute_grad):
+      ignore_index, compute_grad, grad_private=False):
     return _fake_loss(student, reduction), _fake_grad(student, compute_grad)
 
 
 @torch.library.register_fake("fusedkd::uskd")
-def _(student, weak, target, alpha, beta, mu, reduction, ignore_index, compute_grad):
+def _(student, weak, target, alpha, beta, mu, reduction, ignore_index, compute_grad, grad_private=False):
     return _fake_loss(student, reduction), _fake_grad(student, compute_grad), _fake_grad(weak, compute_grad)
 
 
@@ -229,10 +229,10 @@ def _(grad, grad_output):
     return None
 
 
-# nkd(student, teacher, target, temperature, gamma, reduction, ignore_index, compute_grad)
-_make_autograd("nkd", reduction_pos=5, compute_grad_pos=7, n_inputs=8, n_grads=1)
+# nkd(student, teacher, target, temperature, gamma, reduction, ignore_index, compute_grad, grad_private)
+_make_autograd("nkd", n_grads=1)
 # rld(student, teacher, target, alpha, beta, temperature, alpha_temperature, logit_standardization,
-#     reduction, ignore_index, compute_grad)
-_make_autograd("rld", reduction_pos=8, compute_grad_pos=10, n_inputs=11, n_grads=1)
-# uskd(student, weak, target, alpha, beta, mu, reduction, ignore_index, compute_grad): grads to both logits
-_make_autograd("uskd", reduction_pos=6, compute_grad_pos=8, n_inputs=9, n_grads=2)
+#     reduction, ignore_index, compute_grad, grad_private)
+_make_autograd("rld", n_grads=1)
+# uskd(student, weak, target, alpha, beta, mu, reduction, ignore_index, compute_grad, grad_private): grads to both
+_make_autograd("uskd", n_grads=2)

@@ -32,6 +32,10 @@ def _op_and_args(case, args, **kw):
 def test_opcheck(case, reduction):
     args = case.inputs(5, 9, seed=11)
     op, op_args = _op_and_args(case, args, reduction=reduction)
+    # As a raw-op caller uses it: grad_private left at its default (False), since opcheck keeps and
+    # compares the gradient outputs (the functional API passes True and discards them).
+    assert op._schema.arguments[-1].name == "grad_private" and op_args[-1] is True
+    op_args = op_args[:-1]
     op_args = [a.detach().requires_grad_(a.requires_grad) if isinstance(a, torch.Tensor) else a for a in op_args]
     for k in range(case.n_diff):
         op_args[k].requires_grad_(True)
@@ -172,6 +176,12 @@ def test_unit_upstream_gradient_with_the_ops_gradient_output_kept():
     torch.testing.assert_close(s.grad, kept, rtol=0, atol=0)
     s.grad.mul_(3.0)  # an optimizer-style in-place update of .grad
     torch.testing.assert_close(grad, kept, rtol=0, atol=0)
+    # An upstream gradient of 2: the raw op's backward scales out of place (grad_private=False).
+    s.grad = None
+    loss, grad = torch.ops.fusedkd.kd(s, t, 4.0, "batchmean", True)
+    (2.0 * loss).backward()
+    torch.testing.assert_close(grad, kept, rtol=0, atol=0)
+    torch.testing.assert_close(s.grad, 2.0 * kept, rtol=0, atol=0)
 
 
 # ----------------------------------------------------------------------------- backward's scaling
@@ -247,14 +257,13 @@ def test_scale_grad_opcheck(per_row):
 def test_upstream_gradient_scaling_on_both_paths(case, path, dtype):
     # Upstream gradients that are not 1 (a loss weight, an AMP-style loss scale, per-row weights
     # with "none", the stride-0 grad_output of "none" + sum): every gradient is the unit-upstream
-    # gradient times the factor, in the loss's dtype, rounded once. The eager path scales in place
-    # (fusedkd::scale_grad_); the registered op's path multiplies (grad * grad_output, rounded
-    # twice for bfloat16), so it gets the gradient dtype's tolerance.
+    # gradient times the factor, in the loss's dtype, rounded once. Both paths of the functional API
+    # scale in place (fusedkd::scale_grad_, grad_private=True), so both are exact.
     args = case.inputs(6, 11, dtype=dtype, seed=3)
     diff = args[: case.n_diff]
     acc = _loss_dtype(dtype)
     w = torch.tensor([0.5, 1.0, 0.0, -3.0, 1.0, 1 / 3], dtype=acc)
-    tol = dict(rtol=0, atol=0) if path == "eager_function" else dict(rtol=2**-7, atol=1e-6)
+    tol = dict(rtol=0, atol=0)
     with _PATHS[path]():
         unit = torch.autograd.grad(case.call(case.fused, args), diff)
         unit_rows = torch.autograd.grad(case.call(case.fused, args, reduction="none").sum(), diff)
@@ -280,3 +289,46 @@ def test_create_graph_warns_that_the_gradient_is_first_order(path):
             (g,) = torch.autograd.grad(3.0 * fusedkd.kd_loss(s, t), s, create_graph=True)
     torch.testing.assert_close(g, expected, rtol=0, atol=0)
     assert not g.requires_grad
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_compiled_step_scales_the_saved_gradient_in_place(case):
+    # Under torch.compile (inductor) the functional API's backward is the in-place scale_grad_ on
+    # the op's saved gradient, re-inplaced by inductor (no copy of [N, C]); the compiled step's
+    # gradients equal the eager ones bit for bit, for a loss weight and for per-row weights.
+    torch._dynamo.reset()
+    args = case.inputs(6, 11, seed=8)
+    diff = args[: case.n_diff]
+    w = torch.linspace(-1.0, 2.0, 6)
+
+    def step(*a):
+        a = list(a)
+        return 0.9 * case.call(case.fused, a) + (w * case.call(case.fused, a, reduction="none")).sum()
+
+    expected = torch.autograd.grad(step(*args), diff)
+    compiled = torch.compile(step, fullgraph=True)
+    from torch._inductor.utils import run_and_get_code
+
+    got, codes = run_and_get_code(lambda: torch.autograd.grad(compiled(*args), diff))
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, rtol=0, atol=0)
+    assert any("fusedkd.scale_grad_" in code for code in codes), "the compiled backward should scale in place"
+
+
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_raw_op_gradient_output_kept_under_compile(backend):
+    # A raw-op caller (grad_private left False) may return the op's gradient output from a compiled
+    # function and keep it: backward with an upstream gradient of 2 must not scale it in place.
+    torch._dynamo.reset()
+    s = torch.randn(4, 6, requires_grad=True)
+    t = torch.randn(4, 6)
+
+    def f(s, t):
+        loss, grad = torch.ops.fusedkd.kd(s, t, 4.0, "batchmean", True)
+        return 2.0 * loss, grad
+
+    loss, grad = torch.compile(f, fullgraph=True, backend=backend)(s, t)
+    kept = grad.clone()
+    loss.backward()
+    torch.testing.assert_close(grad, kept, rtol=0, atol=0)
+    torch.testing.assert_close(s.grad, 2.0 * kept)
