@@ -109,7 +109,8 @@ std::tuple<Tensor, Tensor> dkd_cpu(Tensor student, Tensor teacher, Tensor target
 }
 
 std::tuple<Tensor, Tensor> nkd_cpu(Tensor student, Tensor teacher, Tensor target, double temperature, double gamma,
-                                   std::string reduction, int64_t ignore_index, bool compute_grad, bool /*grad_private*/) {
+                                   std::string reduction, int64_t ignore_index, bool compute_grad,
+                                   bool /*grad_private*/) {
   check_inputs(student, teacher, "teacher_logits", &target, NKD<float>::min_classes);
   const NKDParams p = nkd_params(temperature, gamma);
   return run_row_local(RowLocal<NKD>{}, p, student, &teacher, &target, ignore_index, reduction_from(reduction),
@@ -118,7 +119,8 @@ std::tuple<Tensor, Tensor> nkd_cpu(Tensor student, Tensor teacher, Tensor target
 
 std::tuple<Tensor, Tensor> rld_cpu(Tensor student, Tensor teacher, Tensor target, double alpha, double beta,
                                    double temperature, double alpha_temperature, bool logit_standardization,
-                                   std::string reduction, int64_t ignore_index, bool compute_grad, bool /*grad_private*/) {
+                                   std::string reduction, int64_t ignore_index, bool compute_grad,
+                                   bool /*grad_private*/) {
   check_inputs(student, teacher, "teacher_logits", &target, RLD<float>::min_classes);
   const RLDParams p = rld_params(alpha, beta, temperature, alpha_temperature, logit_standardization);
   return run_row_local(RLDRows{}, p, student, &teacher, &target, ignore_index, reduction_from(reduction),

@@ -157,7 +157,8 @@ std::tuple<Tensor, Tensor> dkd_cuda(Tensor student, Tensor teacher, Tensor targe
 }
 
 std::tuple<Tensor, Tensor> nkd_cuda(Tensor student, Tensor teacher, Tensor target, double temperature, double gamma,
-                                    std::string reduction, int64_t ignore_index, bool compute_grad, bool /*grad_private*/) {
+                                    std::string reduction, int64_t ignore_index, bool compute_grad,
+                                    bool /*grad_private*/) {
   check_inputs(student, teacher, "teacher_logits", &target, NKD<float>::min_classes);
   check_on_cuda(student, teacher, "teacher_logits", &target);
   return run_teacher_loss(nkd_params(temperature, gamma), student, teacher, &target, ignore_index, reduction,
@@ -166,7 +167,8 @@ std::tuple<Tensor, Tensor> nkd_cuda(Tensor student, Tensor teacher, Tensor targe
 
 std::tuple<Tensor, Tensor> rld_cuda(Tensor student, Tensor teacher, Tensor target, double alpha, double beta,
                                     double temperature, double alpha_temperature, bool logit_standardization,
-                                    std::string reduction, int64_t ignore_index, bool compute_grad, bool /*grad_private*/) {
+                                    std::string reduction, int64_t ignore_index, bool compute_grad,
+                                    bool /*grad_private*/) {
   check_inputs(student, teacher, "teacher_logits", &target, RLD<float>::min_classes);
   check_on_cuda(student, teacher, "teacher_logits", &target);
   return run_teacher_loss(rld_params(alpha, beta, temperature, alpha_temperature, logit_standardization), student,
