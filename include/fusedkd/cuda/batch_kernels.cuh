@@ -22,7 +22,7 @@ template <class A>
 __global__ void __launch_bounds__(kBatchThreads)
     count_rows_kernel(const void* labels, int labels_int32, std::int64_t ignore_index, std::int64_t rows, int reduction,
                       BatchHeader<A>* header) {
-  __shared__ BlockReduceStorage<sizeof(long long)> storage;
+  FUSEDKD_SHARED(storage, BlockReduceStorage<sizeof(long long)>);
   long long n = 0;
   for (std::int64_t i = threadIdx.x; i < rows; i += blockDim.x)
     n += (labels == nullptr || read_label(labels, labels_int32, i) != ignore_index) ? 1 : 0;
@@ -38,7 +38,7 @@ __global__ void __launch_bounds__(kBatchThreads)
 template <class A>
 __global__ void __launch_bounds__(kBatchThreads)
     reduce_rows_kernel(const A* row_loss, std::int64_t rows, const BatchHeader<A>* header, A* out) {
-  __shared__ BlockReduceStorage<sizeof(double)> storage;
+  FUSEDKD_SHARED(storage, BlockReduceStorage<sizeof(double)>);
   double acc = 0.0;
   for (std::int64_t i = threadIdx.x; i < rows; i += blockDim.x) acc += double(row_loss[i]);
   acc = block_all_reduce(acc, storage);

@@ -12,6 +12,21 @@
 #include "../error.hpp"
 #include "../numeric.hpp"
 
+// Shared memory of a kernel: FUSEDKD_SHARED(name, Type) declares `Type name` in the block's shared
+// memory (`__shared__ Type name;` under nvcc; in the emulation build one object per block at its
+// exact size, poisoned, freed when the block ends). Type may contain commas and be an array type.
+namespace fusedkd::cuda::detail {
+template <class T> using shared_type = T;
+}  // namespace fusedkd::cuda::detail
+#if defined(FUSEDKD_SIMT)
+#define FUSEDKD_SHARED(name, ...) \
+  ::fusedkd::cuda::detail::shared_type<__VA_ARGS__>& name = ::fusedkd::simt::block_shared<__VA_ARGS__>(#name, [] {})
+#define FUSEDKD_NOINLINE __attribute__((noinline))
+#else
+#define FUSEDKD_SHARED(name, ...) __shared__ ::fusedkd::cuda::detail::shared_type<__VA_ARGS__> name
+#define FUSEDKD_NOINLINE __noinline__
+#endif
+
 namespace fusedkd::cuda {
 
 // Throws fusedkd::Error for a failed CUDA runtime call.

@@ -31,6 +31,7 @@
 #include "../reduction.hpp"
 #include "batch_kernels.cuh"
 #include "common.cuh"
+#include "launch_kernel.cuh"
 #include "row_kernels.cuh"
 #include "traits.cuh"
 #include "uskd_kernels.cuh"
@@ -145,31 +146,39 @@ void launch_row_local(const Params& params, const LogitsView<TS, TT>& x, const D
   a.partials = base + layout.partials;
 
   if (reduction == Reduction::BatchMean)
-    count_rows_kernel<A><<<1, kBatchThreads, 0, stream>>>(a.labels, a.labels_int32, a.ignore_index, x.rows,
-                                                         int(reduction), header);
+    launch_kernel<kBatchThreads>("count_rows_kernel", &count_rows_kernel<A>, 1, kBatchThreads, stream, a.labels,
+                                 a.labels_int32, a.ignore_index, x.rows, int(reduction), header);
   if (x.rows > 0) {
     switch (plan.config) {
       case RowConfig::Group: {
         const std::int64_t blocks = (x.rows + plan.rows_per_block - 1) / plan.rows_per_block;
-        row_group_kernel<Loss, Params, TS, TT, A, Standardized><<<unsigned(blocks), plan.threads, 0, stream>>>(params, a);
+        launch_kernel<GroupKernelTraits::kThreads>("row_group_kernel", &row_group_kernel<Loss, Params, TS, TT, A, Standardized>,
+                                                   unsigned(blocks), unsigned(plan.threads), stream, params, a);
         break;
       }
       case RowConfig::Block:
-        row_block_kernel<Loss, Params, TS, TT, A, Standardized><<<unsigned(x.rows), plan.threads, 0, stream>>>(params, a);
+        launch_kernel<BlockKernelTraits::kMaxThreads>("row_block_kernel",
+                                                      &row_block_kernel<Loss, Params, TS, TT, A, Standardized>,
+                                                      unsigned(x.rows), unsigned(plan.threads), stream, params, a);
         break;
       case RowConfig::Split:
         if constexpr (!Standardized) {
           require(plan.splits <= SplitKernelTraits::kMaxSplits, "student_logits: too many classes");
           const dim3 stats_grid(unsigned(x.rows), unsigned(plan.splits));
           const dim3 grad_grid(unsigned(x.rows), out.grad ? unsigned(plan.splits) : 1u);
-          row_split_stats_kernel<Loss, Params, TS, TT, A><<<stats_grid, plan.threads, 0, stream>>>(params, a);
-          row_split_grad_kernel<Loss, Params, TS, TT, A><<<grad_grid, plan.threads, 0, stream>>>(params, a);
+          launch_kernel<SplitKernelTraits::kThreads>("row_split_stats_kernel",
+                                                     &row_split_stats_kernel<Loss, Params, TS, TT, A>, stats_grid,
+                                                     unsigned(plan.threads), stream, params, a);
+          launch_kernel<SplitKernelTraits::kThreads>("row_split_grad_kernel",
+                                                     &row_split_grad_kernel<Loss, Params, TS, TT, A>, grad_grid,
+                                                     unsigned(plan.threads), stream, params, a);
         }
         break;
     }
   }
   if (reduction != Reduction::None)
-    reduce_rows_kernel<A><<<1, kBatchThreads, 0, stream>>>(a.row_loss, x.rows, a.header, out.loss);
+    launch_kernel<kBatchThreads>("reduce_rows_kernel", &reduce_rows_kernel<A>, 1, kBatchThreads, stream,
+                                 a.row_loss, x.rows, a.header, out.loss);
   check_cuda(cudaGetLastError(), "launching the loss kernels");
 }
 
@@ -278,20 +287,25 @@ void uskd(const USKDParams& p, const cpu::StudentWeakView<T, T>& x, const Device
     a.group_width = plan.group_width;
     if (plan.config == RowConfig::Group) {
       const std::int64_t blocks = (x.rows + plan.rows_per_block - 1) / plan.rows_per_block;
-      uskd_stats_group_kernel<T, A><<<unsigned(blocks), plan.threads, 0, stream>>>(p, a);
+      launch_kernel<GroupKernelTraits::kThreads>("uskd_stats_group_kernel", &uskd_stats_group_kernel<T, A>,
+                                                 unsigned(blocks), unsigned(plan.threads), stream, p, a);
     } else {
-      uskd_stats_block_kernel<T, A><<<unsigned(x.rows), plan.threads, 0, stream>>>(p, a);
+      launch_kernel<BlockKernelTraits::kMaxThreads>("uskd_stats_block_kernel", &uskd_stats_block_kernel<T, A>,
+                                                    unsigned(x.rows), unsigned(plan.threads), stream, p, a);
     }
   }
-  uskd_batch_kernel<T, A><<<1, kBatchThreads, 0, stream>>>(a);
+  launch_kernel<kBatchThreads>("uskd_batch_kernel", &uskd_batch_kernel<T, A>, 1, kBatchThreads, stream, a);
   if (x.rows > 0) {
-    uskd_rank_kernel<T, A><<<dim3(unsigned(x.rows), unsigned(splits)), USKDKernelTraits::kThreads, 0, stream>>>(p, a);
-    uskd_row_loss_kernel<T, A><<<unsigned((x.rows + 255) / 256), 256, 0, stream>>>(p, a);
+    using Tr = USKDKernelTraits;
+    launch_kernel<Tr::kThreads>("uskd_rank_kernel", &uskd_rank_kernel<T, A>, dim3(unsigned(x.rows), unsigned(splits)),
+                                Tr::kThreads, stream, p, a);
+    launch_kernel<Tr::kRowLossThreads>("uskd_row_loss_kernel", &uskd_row_loss_kernel<T, A>,
+                                       unsigned((x.rows + Tr::kRowLossThreads - 1) / Tr::kRowLossThreads),
+                                       Tr::kRowLossThreads, stream, p, a);
   }
   if (reduction != Reduction::None)
-    reduce_rows_kernel<A><<<1, kBatchThreads, 0, stream>>>(a.row_loss, x.rows,
-                                                           reduction == Reduction::BatchMean ? a.header : nullptr,
-                                                           out.loss);
+    launch_kernel<kBatchThreads>("reduce_rows_kernel", &reduce_rows_kernel<A>, 1, kBatchThreads, stream,
+                                 a.row_loss, x.rows, reduction == Reduction::BatchMean ? a.header : nullptr, out.loss);
   check_cuda(cudaGetLastError(), "launching the USKD kernels");
 }
 

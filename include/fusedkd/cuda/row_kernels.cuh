@@ -268,7 +268,7 @@ __global__ void __launch_bounds__(BlockKernelTraits::kMaxThreads)
     row_block_kernel(const Params params, const RowLocalArgs<TS, TT, A> a) {
   using Stats = typename Loss<A>::Stats;
   using Storage = BlockReduceStorage<MaxSize<sizeof(Stats), StandardizedReduceSize<A>::value>::value>;
-  __shared__ Storage storage;
+  FUSEDKD_SHARED(storage, Storage);
   const BlockWorker<Storage> w{int(threadIdx.x), int(blockDim.x), &storage};
   const std::int64_t i = blockIdx.x;
   if constexpr (Standardized)
@@ -285,7 +285,7 @@ __global__ void __launch_bounds__(SplitKernelTraits::kThreads)
   using L = Loss<A>;
   using Stats = typename L::Stats;
   constexpr int K = VecWidth<TS, TT>::K;
-  __shared__ BlockReduceStorage<sizeof(Stats)> storage;
+  FUSEDKD_SHARED(storage, BlockReduceStorage<sizeof(Stats)>);
   const std::int64_t i = blockIdx.x;
   const int split = int(blockIdx.y);
   long long y;

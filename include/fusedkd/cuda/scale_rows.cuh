@@ -12,6 +12,7 @@
 #include "../error.hpp"
 #include "../scale_rows.hpp"
 #include "common.cuh"
+#include "launch_kernel.cuh"
 #include "traits.cuh"
 
 namespace fusedkd::cuda {
@@ -53,7 +54,8 @@ void scale_rows(T* g, std::int64_t row_stride, std::int64_t rows, std::int64_t c
   const int lanes = int(std::min<std::int64_t>(pow2_ceil_int(cols), Traits::kThreads));
   const std::int64_t rows_per_block = Traits::kThreads / lanes;
   const std::int64_t blocks = std::min<std::int64_t>((rows + rows_per_block - 1) / rows_per_block, Traits::kMaxBlocks);
-  scale_rows_kernel<T, A><<<unsigned(blocks), Traits::kThreads, 0, stream>>>(g, row_stride, rows, cols, f, lanes);
+  launch_kernel<Traits::kThreads>("scale_rows_kernel", &scale_rows_kernel<T, A>, unsigned(blocks), Traits::kThreads,
+                                  stream, g, row_stride, rows, cols, f, lanes);
   check_cuda(cudaGetLastError(), "scale_rows_kernel launch");
 }
 

@@ -31,6 +31,7 @@ struct USKDKernelTraits {
   static constexpr int kColsPerThread = 4;
   static constexpr std::int64_t kChunk = std::int64_t(kThreads) * kColsPerThread;  // columns per block
   static constexpr int kTile = 2048;                                               // scores in shared memory
+  static constexpr int kRowLossThreads = 256;                                      // uskd_row_loss: one row per thread
 };
 
 template <class T, class A> struct USKDArgs {
@@ -94,7 +95,7 @@ template <class T, class A>
 __global__ void __launch_bounds__(BlockKernelTraits::kMaxThreads) uskd_stats_block_kernel(const USKDParams p,
                                                                                           const USKDArgs<T, A> a) {
   using Storage = BlockReduceStorage<sizeof(USKDStats<A>)>;
-  __shared__ Storage storage;
+  FUSEDKD_SHARED(storage, Storage);
   const BlockWorker<Storage> w{int(threadIdx.x), int(blockDim.x), &storage};
   uskd_stats_row(p, a, std::int64_t(blockIdx.x), w);
 }
@@ -114,7 +115,7 @@ struct USKDBatchAcc {
 // Counted rows, scale, mean u, H_C. One block.
 template <class T, class A>
 __global__ void __launch_bounds__(kBatchThreads) uskd_batch_kernel(const USKDArgs<T, A> a) {
-  __shared__ BlockReduceStorage<sizeof(USKDBatchAcc)> storage;
+  FUSEDKD_SHARED(storage, BlockReduceStorage<sizeof(USKDBatchAcc)>);
   USKDBatchAcc acc{0.0, 0, 0.0};
   for (std::int64_t i = threadIdx.x; i < a.rows; i += blockDim.x) {
     if (read_label(a.labels, a.labels_int32, i) == a.ignore_index) continue;
@@ -135,7 +136,7 @@ __global__ void __launch_bounds__(kBatchThreads) uskd_batch_kernel(const USKDArg
 // The ranking score of class j, out of line so that every evaluation of it (rank_y, a block's
 // own columns, the tiles) runs the same instructions and compares bit-identically.
 template <class T, class A>
-__device__ __noinline__ A uskd_score_at(const USKDRowStats<A>& st, const T* s, const T* w, std::int64_t j) {
+__device__ FUSEDKD_NOINLINE A uskd_score_at(const USKDRowStats<A>& st, const T* s, const T* w, std::int64_t j) {
   return uskd_score(st, A(load_elem(s + j)), A(load_elem(w + j)));
 }
 
@@ -144,8 +145,8 @@ __global__ void __launch_bounds__(USKDKernelTraits::kThreads) uskd_rank_kernel(c
                                                                                const USKDArgs<T, A> a) {
   using Tr = USKDKernelTraits;
   constexpr int J = Tr::kColsPerThread;
-  __shared__ A tile[Tr::kTile];
-  __shared__ BlockReduceStorage<MaxSize<sizeof(A), sizeof(long long)>::value> storage;
+  FUSEDKD_SHARED(tile, A[Tr::kTile]);
+  FUSEDKD_SHARED(storage, BlockReduceStorage<MaxSize<sizeof(A), sizeof(long long)>::value>);
   const std::int64_t i = blockIdx.x;
   const int split = int(blockIdx.y);
   const std::int64_t C = a.cols;
@@ -217,7 +218,7 @@ __global__ void __launch_bounds__(USKDKernelTraits::kThreads) uskd_rank_kernel(c
 
 // ℓ_i from the row statistics and the NT partials (chunk order). One thread per row.
 template <class T, class A>
-__global__ void __launch_bounds__(256) uskd_row_loss_kernel(const USKDParams p, const USKDArgs<T, A> a) {
+__global__ void __launch_bounds__(USKDKernelTraits::kRowLossThreads) uskd_row_loss_kernel(const USKDParams p, const USKDArgs<T, A> a) {
   const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   long long y;
   const RowKind kind = classify_row<true>(a.labels, a.labels_int32, a.ignore_index, a.rows, a.cols, i, y);
