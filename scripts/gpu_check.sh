@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
-# GPU check for a machine with an NVIDIA GPU, nvcc, CMake, ninja and a CUDA build of torch
-# (no internet needed). One command, about 10 minutes on 16 cores:
-#   1. builds the C++ tests, the CUDA example/tests and the torch extension for this GPU only
-#      (FUSEDKD_CUDA_ARCHS=native) against the torch of $PYTHON (default python3);
-#   2. ctest (CPU + CUDA GoogleTest, the CUDA grid in 8 shards, the example);
-#   3. compute-sanitizer memcheck and racecheck over every loss on Group / Block / Split shapes;
-#   4. pytest tests/python (all, CUDA tests included) with the fresh extension on PYTHONPATH;
-#   5. benchmarks/bench.py --device cuda --quick, when that file exists, and the C++ CUDA
-#      benchmark (bench_cuda_executor, CUDA events) on a subset, when Google Benchmark was found,
-#      with Nsight Compute's speed-of-light / memory sections for KD and the roofline kernel.
-# Every step is time-boxed against an overall budget (BUDGET seconds, default 570) so the summary
-# is always written. Results: OUTDIR/summary.txt plus one log per step (at most 8 files).
+# GPU check for a machine with an NVIDIA GPU and a CUDA build of torch (no internet needed).
 #
-#   scripts/gpu_check.sh [OUTDIR]     OUTDIR defaults to $OUT, else ./out/gpu_check
+# Prebuilt (the way to spend a lent GPU's minutes on testing, not compiling; docs/cuda.md):
+#   here:   bash scripts/gpu_prebuild.sh gpu_artifacts        (sm_90 binaries, < 64 MiB)
+#   there:  bash scripts/gpu_check.sh --prebuilt gpu_artifacts [OUTDIR]
+# From source (needs nvcc, CMake, ninja there; about 10 minutes on 16 cores):
+#   bash scripts/gpu_check.sh [OUTDIR]
+#
+# Steps: 1. build (from source only); 2. the CUDA GoogleTest suite (8 parallel shards) and the
+# raw-pointer example; 3. compute-sanitizer memcheck and racecheck over every loss on Group /
+# Block / Split shapes; 4. pytest tests/python (CUDA tests included) with the extension on
+# PYTHONPATH; 5. benchmarks/bench.py --device cuda --quick, the C++ CUDA benchmark
+# (bench_cuda_executor, CUDA events) on a subset, and Nsight Compute's speed-of-light / memory
+# sections for KD and the roofline kernel. Every step is time-boxed against an overall budget
+# (BUDGET seconds, default 570) so the summary is always written. Results: OUTDIR/summary.txt
+# plus one log per step (at most 8 files). OUTDIR defaults to $OUT, else ./out/gpu_check.
 set -u -o pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PREBUILT=
+if [ "${1:-}" = "--prebuilt" ]; then
+  PREBUILT=$(cd "$2" && pwd)
+  shift 2
+fi
 OUTDIR=${1:-${OUT:-$ROOT/out/gpu_check}}
 mkdir -p "$OUTDIR"
 SUMMARY=$OUTDIR/summary.txt
@@ -73,38 +80,59 @@ note "torch: $("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null)   
 
 # ------------------------------------------------------------------ 1. build
 BUILD_LOG=$OUTDIR/build.log
-CMAKE_ARGS=(-S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFUSEDKD_CUDA=ON "-DFUSEDKD_CUDA_ARCHS=$ARCHS"
-  -DFUSEDKD_TORCH=ON "-DPython3_EXECUTABLE=$(command -v "$PY")" -DFUSEDKD_BUILD_BENCHMARKS=ON)
-HAVE_TESTS=1
-if ! step "configure" 120 "$BUILD_LOG" cmake "${CMAKE_ARGS[@]}" -DFUSEDKD_BUILD_TESTS=ON; then
-  note "      configure with tests failed (GoogleTest missing?): retrying without the C++ tests"
-  HAVE_TESTS=0
-  rm -rf "$BUILD"
-  step "configure (no tests)" 120 "$BUILD_LOG" cmake "${CMAKE_ARGS[@]}" -DFUSEDKD_BUILD_TESTS=OFF
-fi
-step "build (-j$JOBS, archs $ARCHS)" 330 "$BUILD_LOG" cmake --build "$BUILD" -j "$JOBS"
-EXAMPLE=$BUILD/tests/cpp/fusedkd_cuda_example
-if [ ! -x "$EXAMPLE" ]; then  # no tests configured: build the sanitizer driver by hand
-  EXAMPLE=$BUILD/fusedkd_cuda_example
-  step "build example (nvcc)" 200 "$BUILD_LOG" nvcc -std=c++17 -O2 -arch=native --expt-relaxed-constexpr -lineinfo \
-    -I "$ROOT/include" examples/cuda_raw_pointers.cu -o "$EXAMPLE"
+if [ -n "$PREBUILT" ]; then
+  note "prebuilt artifacts: $PREBUILT"
+  cat "$PREBUILT/MANIFEST" >>"$BUILD_LOG" 2>&1
+  note "        $(head -1 "$PREBUILT/MANIFEST" 2>/dev/null)"
+  EXAMPLE=$PREBUILT/fusedkd_cuda_example
+  TEST_BIN=$PREBUILT/test_cuda_executor
+  CUDA_BENCH=$PREBUILT/bench_cuda_executor
+  EXT_SO=$PREBUILT/_C.so
+  export LD_LIBRARY_PATH=$PREBUILT/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+else
+  CMAKE_ARGS=(-S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFUSEDKD_CUDA=ON "-DFUSEDKD_CUDA_ARCHS=$ARCHS"
+    -DFUSEDKD_TORCH=ON "-DPython3_EXECUTABLE=$(command -v "$PY")" -DFUSEDKD_BUILD_BENCHMARKS=ON)
+  HAVE_TESTS=1
+  if ! step "configure" 120 "$BUILD_LOG" cmake "${CMAKE_ARGS[@]}" -DFUSEDKD_BUILD_TESTS=ON; then
+    note "      configure with tests failed (GoogleTest missing?): retrying without the C++ tests"
+    HAVE_TESTS=0
+    rm -rf "$BUILD"
+    step "configure (no tests)" 120 "$BUILD_LOG" cmake "${CMAKE_ARGS[@]}" -DFUSEDKD_BUILD_TESTS=OFF
+  fi
+  step "build (-j$JOBS, archs $ARCHS)" 330 "$BUILD_LOG" cmake --build "$BUILD" -j "$JOBS"
+  EXAMPLE=$BUILD/tests/cpp/fusedkd_cuda_example
+  if [ ! -x "$EXAMPLE" ]; then  # no tests configured: build the sanitizer driver by hand
+    EXAMPLE=$BUILD/fusedkd_cuda_example
+    step "build example (nvcc)" 200 "$BUILD_LOG" nvcc -std=c++17 -O2 -arch=native --expt-relaxed-constexpr -lineinfo \
+      -I "$ROOT/include" examples/cuda_raw_pointers.cu -o "$EXAMPLE"
+  fi
+  TEST_BIN=$BUILD/tests/cpp/test_cuda_executor
+  CUDA_BENCH=$BUILD/benchmarks/bench_cuda_executor
+  EXT_SO=$(ls "$BUILD"/_C*.so 2>/dev/null | head -1)
 fi
 
 # The package as Python sees it: python/fusedkd plus the fresh _C.so.
 rm -rf "$PKG" && mkdir -p "$PKG"
 cp -r "$ROOT/python/fusedkd" "$PKG/"
-cp "$BUILD"/_C*.so "$PKG/fusedkd/" 2>>"$BUILD_LOG" || note "FAIL    extension _C.so not built"
+cp "$EXT_SO" "$PKG/fusedkd/" 2>>"$BUILD_LOG" || note "FAIL    extension _C.so not built"
 export PYTHONPATH=$PKG${PYTHONPATH:+:$PYTHONPATH}
 "$PY" -c "import fusedkd; print('HAS_CUDA_KERNELS', fusedkd.HAS_CUDA_KERNELS)" >>"$BUILD_LOG" 2>&1 &&
   note "        $(tail -1 "$BUILD_LOG")"
 
-# ------------------------------------------------------------------ 2. ctest
+# ------------------------------------------------------------------ 2. CUDA GoogleTest suite
 CTEST_LOG=$OUTDIR/ctest.log
-if [ $HAVE_TESTS = 1 ]; then
-  step "ctest -j$JOBS" 200 "$CTEST_LOG" ctest --test-dir "$BUILD" -j "$JOBS" --output-on-failure
-  note "        $(grep -E 'tests passed|tests failed' "$CTEST_LOG" | tail -1)"
+if [ -x "$TEST_BIN" ]; then
+  step "test_cuda_executor (8 shards)" 200 "$CTEST_LOG" bash "$ROOT/scripts/run_gtest_shards.sh" "$TEST_BIN" 8
+  note "        $(grep -E '^shards:' "$CTEST_LOG" | tail -1)"
 else
-  note "SKIP    ctest (no GoogleTest on this machine)"
+  note "SKIP    test_cuda_executor (not built: no GoogleTest on this machine)"
+fi
+if [ -x "$EXAMPLE" ]; then
+  step "cuda example 300x5000 + 4x20000" 60 "$CTEST_LOG" bash -c "'$EXAMPLE' 300 5000 all && '$EXAMPLE' 4 20000 all"
+fi
+if [ -z "$PREBUILT" ] && [ "$HAVE_TESTS" = 1 ]; then
+  step "ctest -j$JOBS (CPU suite)" 200 "$CTEST_LOG" ctest --test-dir "$BUILD" -j "$JOBS" --output-on-failure -E 'test_cuda_executor|fusedkd_cuda_example'
+  note "        $(grep -E 'tests passed|tests failed' "$CTEST_LOG" | tail -1)"
 fi
 
 # ------------------------------------------------------------------ 3. compute-sanitizer
@@ -138,7 +166,6 @@ else
   note "SKIP    benchmarks/bench.py (not present)"
 fi
 
-CUDA_BENCH=$BUILD/benchmarks/bench_cuda_executor
 if [ -x "$CUDA_BENCH" ]; then
   # Large shapes of the row-local losses against the roofline kernel and the backward's scaling.
   step "bench_cuda_executor (subset)" 150 "$OUTDIR/bench_cuda.log" "$CUDA_BENCH" --benchmark_min_time=0.05 \
