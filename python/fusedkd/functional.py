@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import torch
 
+from . import _checks
+from ._checks import boolean as _boolean
+from ._checks import integer as _integer
+from ._checks import real as _real
+from ._checks import reduction as _reduction
 from ._ops import call_op
 
 __all__ = ["kd_loss", "dkd_loss", "nkd_loss", "uskd_loss", "rld_loss"]
-
-_REDUCTIONS = ("batchmean", "sum", "none")
-
-
-def _reduction(reduction: str) -> str:
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-    return reduction
 
 
 def _tensor(x, name: str) -> torch.Tensor:
@@ -52,14 +49,40 @@ def _needs_grad(*xs: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and any(x.requires_grad for x in xs)
 
 
+def _check_soft_labels(target: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
+    if target.shape != student.shape:
+        raise ValueError(f"target as soft labels must have shape {list(student.shape)}, got {list(target.shape)}")
+    return target
+
+
 def _hard_labels(target: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
     """Integer labels [N]; a soft-label matrix [N, C] (mixup/cutmix) becomes its argmax."""
     target = _tensor(target, "target")
     if target.dim() == 2 and target.is_floating_point():
-        if target.shape != student.shape:
-            raise ValueError(f"target as soft labels must have shape {tuple(student.shape)}, got {tuple(target.shape)}")
-        return target.argmax(dim=1)
+        return _check_soft_labels(target, student).argmax(dim=1)
     return target
+
+
+_LOGIT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
+def _check_logits(x: torch.Tensor, name: str) -> None:
+    # The C++ ops' messages (bindings/checks.hpp), for the path that runs no op.
+    if x.dim() != 2:
+        raise ValueError(f"{name} must be 2-D [N, C], got {x.dim()} dimension(s)")
+    if x.dtype not in _LOGIT_DTYPES:
+        raise TypeError(f"{name} must be float32, float16, bfloat16 or float64, got {str(x.dtype).split('.')[-1]}")
+
+
+def _check_pair(student: torch.Tensor, other: torch.Tensor, name: str) -> None:
+    _check_logits(other, name)
+    if other.shape != student.shape:
+        raise ValueError(f"{name} has shape {list(other.shape)} but student_logits has shape {list(student.shape)}")
+    if (other.dtype == torch.float64) != (student.dtype == torch.float64):
+        raise TypeError(
+            f"{name} is {str(other.dtype).split('.')[-1]} but student_logits is {str(student.dtype).split('.')[-1]}: "
+            "float64 inputs must both be float64"
+        )
 
 
 def kd_loss(
@@ -71,7 +94,7 @@ def kd_loss(
     """Hinton KD: ``τ² · KL(softmax(t/τ) ‖ softmax(s/τ))`` per row (mdistiller ``kd_loss``)."""
     s = _tensor(student_logits, "student_logits")
     t = _constant(_on_student_device(s, _tensor(teacher_logits, "teacher_logits"), "teacher_logits"))
-    loss, _ = call_op("kd", s, t, float(temperature), _reduction(reduction), _needs_grad(s))
+    loss, _ = call_op("kd", s, t, _real(temperature, "temperature"), _reduction(reduction), _needs_grad(s))
     return loss
 
 
@@ -90,7 +113,7 @@ def dkd_loss(
     t = _constant(_on_student_device(s, _tensor(teacher_logits, "teacher_logits"), "teacher_logits"))
     y = _on_student_device(s, _tensor(target, "target"), "target")
     loss, _ = call_op(
-        "dkd", s, t, y, float(alpha), float(beta), float(temperature), _reduction(reduction), int(ignore_index), _needs_grad(s)
+        "dkd", s, t, y, _real(alpha, "alpha"), _real(beta, "beta"), _real(temperature, "temperature"), _reduction(reduction), _integer(ignore_index, "ignore_index"), _needs_grad(s)
     )
     return loss
 
@@ -113,7 +136,7 @@ def nkd_loss(
     t = _constant(_on_student_device(s, _tensor(teacher_logits, "teacher_logits"), "teacher_logits"))
     y = _on_student_device(s, _hard_labels(target, s), "target")
     loss, _ = call_op(
-        "nkd", s, t, y, float(temperature), float(gamma), _reduction(reduction), int(ignore_index), _needs_grad(s)
+        "nkd", s, t, y, _real(temperature, "temperature"), _real(gamma, "gamma"), _reduction(reduction), _integer(ignore_index, "ignore_index"), _needs_grad(s)
     )
     return loss
 
@@ -135,8 +158,8 @@ def rld_loss(
     t = _constant(_on_student_device(s, _tensor(teacher_logits, "teacher_logits"), "teacher_logits"))
     y = _on_student_device(s, _tensor(target, "target"), "target")
     loss, _ = call_op(
-        "rld", s, t, y, float(alpha), float(beta), float(temperature), float(alpha_temperature),
-        bool(logit_standardization), _reduction(reduction), int(ignore_index), _needs_grad(s),
+        "rld", s, t, y, _real(alpha, "alpha"), _real(beta, "beta"), _real(temperature, "temperature"), _real(alpha_temperature, "alpha_temperature"),
+        _boolean(logit_standardization, "logit_standardization"), _reduction(reduction), _integer(ignore_index, "ignore_index"), _needs_grad(s),
     )
     return loss
 
@@ -161,10 +184,17 @@ def uskd_loss(
     w = _on_student_device(s, _tensor(weak_logits, "weak_logits"), "weak_logits")
     y = _on_student_device(s, _tensor(target, "target"), "target")
     if y.dim() == 2 and y.is_floating_point():
+        # Soft labels run the pure-PyTorch reference: the op's checks, made here.
         from . import reference
 
-        return reference.uskd_loss(s, w, y, alpha, beta, mu, _reduction(reduction), ignore_index)
+        _check_logits(s, "student_logits")
+        _check_pair(s, w, "weak_logits")
+        _check_soft_labels(y, s)
+        if s.shape[1] < 2:
+            raise ValueError(f"student_logits must have at least 2 classes (C) for this loss, got C = {s.shape[1]}")
+        alpha, beta, mu = (_checks.finite(_real(v, n), n) for v, n in ((alpha, "alpha"), (beta, "beta"), (mu, "mu")))
+        return reference.uskd_loss(s, w, y, alpha, beta, mu, _reduction(reduction), _integer(ignore_index, "ignore_index"))
     loss, _, _ = call_op(
-        "uskd", s, w, y, float(alpha), float(beta), float(mu), _reduction(reduction), int(ignore_index), _needs_grad(s, w)
+        "uskd", s, w, y, _real(alpha, "alpha"), _real(beta, "beta"), _real(mu, "mu"), _reduction(reduction), _integer(ignore_index, "ignore_index"), _needs_grad(s, w)
     )
     return loss

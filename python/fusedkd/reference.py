@@ -17,22 +17,32 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+try:
+    from ._checks import reduction as _check_reduction
+except ImportError:  # loaded from its file without the package (tests/python/test_reference_seeds.py)
+    import importlib.util as _ilu
+    import os as _os
+
+    _spec = _ilu.spec_from_file_location("_fusedkd_checks", _os.path.join(_os.path.dirname(__file__), "_checks.py"))
+    _checks_module = _ilu.module_from_spec(_spec)
+    _spec.loader.exec_module(_checks_module)
+    _check_reduction = _checks_module.reduction
+
 __all__ = ["kd_loss", "dkd_loss", "nkd_loss", "uskd_loss", "rld_loss", "reduce_rows"]
 
 
 def reduce_rows(row_loss: torch.Tensor, reduction: str, counted: torch.Tensor | int | None = None) -> torch.Tensor:
     """Reduce per-row losses ``[N]`` as the spec defines (``counted`` rows for batchmean)."""
+    reduction = _check_reduction(reduction)  # the functional API's rule (fusedkd._checks)
     if reduction == "none":
         return row_loss
     total = row_loss.sum()
     if reduction == "sum":
         return total
-    if reduction in ("batchmean", "mean"):
-        n = row_loss.shape[0] if counted is None else counted
-        if isinstance(n, torch.Tensor):
-            return torch.where(n > 0, total / n.clamp_min(1), torch.zeros_like(total))
-        return total / n if n > 0 else total * 0
-    raise ValueError(f"reduction must be 'batchmean', 'sum' or 'none', got {reduction!r}")
+    n = row_loss.shape[0] if counted is None else counted
+    if isinstance(n, torch.Tensor):
+        return torch.where(n > 0, total / n.clamp_min(1), torch.zeros_like(total))
+    return total / n if n > 0 else total * 0
 
 
 def _acc(x: torch.Tensor) -> torch.Tensor:
