@@ -148,8 +148,8 @@ def rld_loss(
     alpha: float = 1.0,
     beta: float = 8.0,
     temperature: float = 4.0,
-    alpha_temperature: float = 1.0,
     logit_standardization: bool = False,
+    alpha_temperature: float = 1.0,
     reduction: str = "batchmean",
     ignore_index: int = -100,
 ) -> torch.Tensor:

@@ -117,8 +117,8 @@ class RLDLoss(nn.Module):
         alpha: weight of SCD, α (default 1.0).
         beta: weight of MCD, β (default 8.0).
         temperature: τ of MCD (default 4.0).
-        alpha_temperature: temperature of SCD, α_τ (default 1.0).
         logit_standardization: standardize both rows first (default False).
+        alpha_temperature: temperature of SCD, α_τ (default 1.0).
         reduction: ``"batchmean"`` (default), ``"sum"`` or ``"none"``.
         ignore_index: label of rows that do not count (default -100).
 
@@ -126,7 +126,7 @@ class RLDLoss(nn.Module):
     """
 
     def __init__(self, alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0,
-                 alpha_temperature: float = 1.0, logit_standardization: bool = False,
+                 logit_standardization: bool = False, alpha_temperature: float = 1.0,
                  reduction: str = "batchmean", ignore_index: int = -100) -> None:
         super().__init__()
         self.alpha, self.beta = _real(alpha, "alpha"), _real(beta, "beta")
@@ -143,7 +143,7 @@ class RLDLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"alpha={self.alpha}, beta={self.beta}, temperature={self.temperature}, "
-                f"alpha_temperature={self.alpha_temperature}, logit_standardization={self.logit_standardization}, "
+                f"logit_standardization={self.logit_standardization}, alpha_temperature={self.alpha_temperature}, "
                 f"reduction={self.reduction!r}, ignore_index={self.ignore_index}")
 
 
