@@ -278,7 +278,10 @@ _scale_grad = ops.scale_grad_.default
 _lib = torch.library.Library("fusedkd", "IMPL")  # kept alive: the registration lives as long as it does
 
 
-def _scale_grad_autograd(grad: torch.Tensor, grad_output: torch.Tensor) -> None:
+_BELOW_AUTOGRAD = torch._C._after_autograd_keyset
+
+
+def _scale_grad_autograd(keyset: torch._C.DispatchKeySet, grad: torch.Tensor, grad_output: torch.Tensor) -> None:
     """scale_grad_ at the Autograd key: it mutates ``grad`` and has no derivative, so, as torch's
     in-place ops do, it refuses a tensor that autograd tracks (a leaf that requires grad, or a
     tensor in a graph) while grad mode is on; under no_grad it scales, as ``mul_`` would."""
@@ -292,11 +295,10 @@ def _scale_grad_autograd(grad: torch.Tensor, grad_output: torch.Tensor) -> None:
             "fusedkd::scale_grad_: grad requires grad, but scale_grad_ is an in-place op with no derivative; "
             "call it on a tensor outside the autograd graph (grad.detach(), or under torch.no_grad())"
         )
-    with torch._C._AutoDispatchBelowAutograd():
-        _scale_grad(grad, grad_output)
+    _scale_grad.redispatch(keyset & _BELOW_AUTOGRAD, grad, grad_output)
 
 
-_lib.impl("scale_grad_", _scale_grad_autograd, "Autograd")
+_lib.impl("scale_grad_", _scale_grad_autograd, "Autograd", with_keyset=True)
 
 
 # nkd(student, teacher, target, temperature, gamma, reduction, ignore_index, compute_grad, grad_private)
