@@ -199,3 +199,29 @@ def test_scale_grad_still_works_where_autograd_has_no_say():
         expected = g * 0.5
         torch.ops.fusedkd.scale_grad_(g, torch.tensor(0.5))
     torch.testing.assert_close(g, expected, rtol=0, atol=0)
+
+
+def test_inference_mode_teacher_in_a_compiled_training_step_with_modules():
+    # The usual pattern: teacher forward under inference_mode, student step compiled with inductor.
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    student, teacher = torch.nn.Linear(8, 5), torch.nn.Linear(8, 5)
+    dkd, rld = fusedkd.DKDLoss(), fusedkd.RLDLoss(logit_standardization=True)
+    x, y = torch.randn(6, 8), torch.randint(0, 5, (6,))
+    with torch.inference_mode():
+        t, y_inf = teacher(x), y.clone()
+
+    def step(x, t, y):
+        s = student(x)
+        return dkd(s, t, y) + rld(s, t, y)
+
+    expected = step(x, t.clone(), y)  # a normal tensor: the reference result
+    expected.backward()
+    g_expected = student.weight.grad.clone()
+    student.weight.grad = None
+    for fn in (step, torch.compile(step, fullgraph=True)):
+        out = fn(x, t, y_inf)
+        out.backward()
+        torch.testing.assert_close(out, expected)
+        torch.testing.assert_close(student.weight.grad, g_expected)
+        student.weight.grad = None
