@@ -89,6 +89,14 @@ def _scale(grad: torch.Tensor, grad_output: torch.Tensor, reduction: str) -> tor
     return grad * grad_output.to(grad.dtype)
 
 
+def _has_inference(tensors) -> bool:
+    # A loop, not any(<generator>): ~0.3 against ~0.5 µs for three tensors, on every eager call.
+    for x in tensors:
+        if x.is_inference():
+            return True
+    return False
+
+
 def _make_autograd(op_name: str, n_grads: int):
     """Autograd for an op whose outputs are (loss, grad_0, ..., grad_{n_grads-1}) and whose
     first n_grads inputs are the differentiable logits.
@@ -124,7 +132,7 @@ def _make_autograd(op_name: str, n_grads: int):
         ctx.grads = grads if ctx.has_grad else None
         ctx.constants = inputs[n_tensors:]
         tensors = inputs[:n_tensors]
-        if any(x.is_inference() for x in tensors):
+        if _has_inference(tensors):
             # A teacher, weak logits or labels made under torch.inference_mode() cannot be saved for
             # backward; they are kept as plain references (they need no version check: outside
             # inference_mode they cannot be modified in place) for the recompute of a second backward.
