@@ -3,7 +3,9 @@
     import fusedkd
     loss = fusedkd.dkd_loss(student_logits, teacher_logits, target)
 
-``fusedkd.reference`` holds pure-PyTorch implementations that follow the authors' code.
+``fusedkd.reference`` holds pure-PyTorch implementations that follow the authors' code;
+``fusedkd.compat`` (imported on demand: ``import fusedkd.compat``) drop-in adapters with the
+authors' signatures (cls_KD, mdistiller, RLD). See docs/api.md.
 """
 
 from . import reference

@@ -9,6 +9,10 @@ has the defaults of the authors' reference code (see ``docs/math.md``). Reductio
 * ``"sum"`` — Σ_i ℓ_i;
 * ``"none"`` — ℓ_i per row, 0 for ignored rows.
 
+``"mean"`` is rejected (``F.kl_div``'s would divide by N·C, ``F.cross_entropy``'s by N: use
+``"batchmean"``). Hyper-parameters are type-checked (``fusedkd._checks``): real numbers (a tensor
+that requires grad is an error), ``ignore_index`` an int64, flags bools.
+
 Gradients flow to the student logits only; the teacher is a constant, as in every reference.
 """
 
@@ -16,17 +20,14 @@ from __future__ import annotations
 
 import torch
 
+from . import _checks
+from ._checks import boolean as _boolean
+from ._checks import integer as _integer
+from ._checks import real as _real
+from ._checks import reduction as _reduction
 from ._ops import call_op
 
 __all__ = ["kd_loss", "dkd_loss", "nkd_loss", "uskd_loss", "rld_loss"]
-
-_REDUCTIONS = ("batchmean", "sum", "none")
-
-
-def _reduction(reduction: str) -> str:
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-    return reduction
 
 
 def _tensor(x, name: str) -> torch.Tensor:
@@ -52,14 +53,40 @@ def _needs_grad(*xs: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and any(x.requires_grad for x in xs)
 
 
+def _check_soft_labels(target: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
+    if target.shape != student.shape:
+        raise ValueError(f"target as soft labels must have shape {list(student.shape)}, got {list(target.shape)}")
+    return target
+
+
 def _hard_labels(target: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
     """Integer labels [N]; a soft-label matrix [N, C] (mixup/cutmix) becomes its argmax."""
     target = _tensor(target, "target")
     if target.dim() == 2 and target.is_floating_point():
-        if target.shape != student.shape:
-            raise ValueError(f"target as soft labels must have shape {tuple(student.shape)}, got {tuple(target.shape)}")
-        return target.argmax(dim=1)
+        return _check_soft_labels(target, student).argmax(dim=1)
     return target
+
+
+_LOGIT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
+def _check_logits(x: torch.Tensor, name: str) -> None:
+    # The C++ ops' messages (bindings/checks.hpp), for the path that runs no op.
+    if x.dim() != 2:
+        raise ValueError(f"{name} must be 2-D [N, C], got {x.dim()} dimension(s)")
+    if x.dtype not in _LOGIT_DTYPES:
+        raise TypeError(f"{name} must be float32, float16, bfloat16 or float64, got {str(x.dtype).split('.')[-1]}")
+
+
+def _check_pair(student: torch.Tensor, other: torch.Tensor, name: str) -> None:
+    _check_logits(other, name)
+    if other.shape != student.shape:
+        raise ValueError(f"{name} has shape {list(other.shape)} but student_logits has shape {list(student.shape)}")
+    if (other.dtype == torch.float64) != (student.dtype == torch.float64):
+        raise TypeError(
+            f"{name} is {str(other.dtype).split('.')[-1]} but student_logits is {str(student.dtype).split('.')[-1]}: "
+            "float64 inputs must both be float64"
+        )
 
 
 def kd_loss(
@@ -68,10 +95,24 @@ def kd_loss(
     temperature: float = 4.0,
     reduction: str = "batchmean",
 ) -> torch.Tensor:
-    """Hinton KD: ``τ² · KL(softmax(t/τ) ‖ softmax(s/τ))`` per row (mdistiller ``kd_loss``)."""
+    """Hinton KD, per row ``ℓ_i = τ² · KL(softmax(t_i/τ) ‖ softmax(s_i/τ))
+    = τ² Σ_j p_t,j (log p_t,j − log p_s,j)``; gradient ``∂ℓ_i/∂s_ij = τ (p_s,j − p_t,j)``.
+
+    Reference: mdistiller ``mdistiller/distillers/KD.py`` ``kd_loss`` (its ``.sum(1).mean()`` is
+    ``"batchmean"``); the trainer's ``0.1·CE + 0.9·KD`` weighting is the caller's.
+
+    Args:
+        student_logits: ``[N, C]`` float32/float16/bfloat16/float64 logits; receive the gradient.
+        teacher_logits: ``[N, C]`` logits on the same device (float64 only with float64); a constant.
+        temperature: τ > 0 (default 4.0).
+        reduction: ``"batchmean"`` (default: mean over rows), ``"sum"`` or ``"none"`` (per row).
+
+    Returns:
+        The loss in float32 (float64 for float64 logits): a scalar, or ``[N]`` for ``"none"``.
+    """
     s = _tensor(student_logits, "student_logits")
     t = _constant(_on_student_device(s, _tensor(teacher_logits, "teacher_logits"), "teacher_logits"))
-    loss, _ = call_op("kd", s, t, float(temperature), _reduction(reduction), _needs_grad(s))
+    loss, _ = call_op("kd", s, t, _real(temperature, "temperature"), _reduction(reduction), _needs_grad(s))
     return loss
 
 
@@ -85,12 +126,34 @@ def dkd_loss(
     reduction: str = "batchmean",
     ignore_index: int = -100,
 ) -> torch.Tensor:
-    """Decoupled KD: ``α·TCKD + β·NCKD`` (mdistiller ``dkd_loss``; CIFAR defaults)."""
+    """Decoupled KD, per row ``ℓ_i = α·TCKD + β·NCKD`` with, at temperature τ,
+    ``TCKD = τ² KL(b_t ‖ b_s)`` on the binary [target, non-target] distributions
+    ``b = [p_y, Σ_{j≠y} p_j]`` and ``NCKD = τ² KL(q_t ‖ q_s)`` on the non-target softmax
+    ``q_j = exp(x_j/τ) / Σ_{k≠y} exp(x_k/τ)``.
+
+    Reference: mdistiller ``mdistiller/distillers/DKD.py`` ``dkd_loss`` (CIFAR defaults; the
+    ImageNet configs use ``beta=0.5, temperature=1``); the warm-up ``min(epoch/20, 1)`` and CE
+    are the caller's.
+
+    Args:
+        student_logits: ``[N, C]`` logits (C ≥ 2); receive the gradient.
+        teacher_logits: ``[N, C]`` logits; a constant.
+        target: ``[N]`` int64/int32 labels in ``[0, C)`` or ``ignore_index``.
+        alpha: weight α of TCKD (default 1.0).
+        beta: weight β of NCKD (default 8.0).
+        temperature: τ > 0 (default 4.0).
+        reduction: ``"batchmean"`` (default: mean over the rows that count), ``"sum"`` or ``"none"``.
+        ignore_index: label whose rows count for nothing (loss 0, gradient 0; default -100).
+
+    Returns:
+        The loss in float32 (float64 for float64 logits): a scalar, or ``[N]`` for ``"none"``.
+    """
     s = _tensor(student_logits, "student_logits")
     t = _constant(_on_student_device(s, _tensor(teacher_logits, "teacher_logits"), "teacher_logits"))
     y = _on_student_device(s, _tensor(target, "target"), "target")
     loss, _ = call_op(
-        "dkd", s, t, y, float(alpha), float(beta), float(temperature), _reduction(reduction), int(ignore_index), _needs_grad(s)
+        "dkd", s, t, y, _real(alpha, "alpha"), _real(beta, "beta"), _real(temperature, "temperature"),
+        _reduction(reduction), _integer(ignore_index, "ignore_index"), _needs_grad(s),
     )
     return loss
 
@@ -104,16 +167,32 @@ def nkd_loss(
     reduction: str = "batchmean",
     ignore_index: int = -100,
 ) -> torch.Tensor:
-    """Normalized KD (cls_KD ``NKDLoss``): target term at τ=1 plus γτ² × non-target cross-entropy.
+    """Normalized KD, per row ``ℓ_i = −p_t,y log p_s,y − γ τ² Σ_{j≠y} q_t,j log q_s,j``: the target
+    term at temperature 1 (``p = softmax(x)``, ``p_t,y`` a constant), the non-target term a
+    cross-entropy of the non-target softmaxes ``q`` at τ (not a KL: the teacher's entropy is kept).
 
-    ``target`` may be labels ``[N]`` or soft labels ``[N, C]`` (mixup/cutmix), reduced to their
-    argmax as the reference does.
+    Reference: cls_KD ``mmcls/models/dis_losses/nkd.py`` (the later revision, whose mask drops the
+    target class).
+
+    Args:
+        student_logits: ``[N, C]`` logits (C ≥ 2); receive the gradient.
+        teacher_logits: ``[N, C]`` logits; a constant.
+        target: ``[N]`` integer labels, or soft labels ``[N, C]`` (mixup/cutmix) reduced to their argmax
+            as the reference does (every row counts then).
+        temperature: τ of the non-target term (default 1.0).
+        gamma: γ (default 1.5).
+        reduction: ``"batchmean"`` (default: mean over the rows that count), ``"sum"`` or ``"none"``.
+        ignore_index: label whose rows count for nothing (default -100).
+
+    Returns:
+        The loss in float32 (float64 for float64 logits): a scalar, or ``[N]`` for ``"none"``.
     """
     s = _tensor(student_logits, "student_logits")
     t = _constant(_on_student_device(s, _tensor(teacher_logits, "teacher_logits"), "teacher_logits"))
     y = _on_student_device(s, _hard_labels(target, s), "target")
     loss, _ = call_op(
-        "nkd", s, t, y, float(temperature), float(gamma), _reduction(reduction), int(ignore_index), _needs_grad(s)
+        "nkd", s, t, y, _real(temperature, "temperature"), _real(gamma, "gamma"), _reduction(reduction),
+        _integer(ignore_index, "ignore_index"), _needs_grad(s),
     )
     return loss
 
@@ -125,18 +204,44 @@ def rld_loss(
     alpha: float = 1.0,
     beta: float = 8.0,
     temperature: float = 4.0,
-    alpha_temperature: float = 1.0,
     logit_standardization: bool = False,
+    alpha_temperature: float = 1.0,
     reduction: str = "batchmean",
     ignore_index: int = -100,
 ) -> torch.Tensor:
-    """Refined logit distillation (zju-SWJ/RLD): ``α·SCD + β·MCD``, optionally on standardized logits."""
+    """Refined logit distillation, per row ``ℓ_i = α·SCD + β·MCD``:
+    ``SCD = α_τ² KL(b_t ‖ b_s)`` at temperature α_τ, with the student's binary split around the label
+    ``b_s = [p_s,y, Σ_{j≠y} p_s,j]`` and the teacher's around its own top class
+    ``b_t = [p_t,m, Σ_{j≠m} p_t,j]``, ``m = argmax t`` (first on ties); ``MCD = τ² KL(r_t ‖ r_s)`` on
+    the softmaxes at τ restricted to ``K = {j : t_j < t_y}`` (0 when K is empty). With
+    ``logit_standardization`` both rows are first mapped to ``(x − mean x) / (1e-7 + std x)``
+    (Bessel-corrected std).
+
+    Reference: zju-SWJ/RLD ``mdistiller/distillers/RLD.py`` ``rld_loss``, same positional order
+    (``..., temperature, logit_stand, alpha_temperature``); defaults from its ``cfg.py``.
+
+    Args:
+        student_logits: ``[N, C]`` logits (C ≥ 2); receive the gradient.
+        teacher_logits: ``[N, C]`` logits; a constant.
+        target: ``[N]`` integer labels in ``[0, C)`` or ``ignore_index``.
+        alpha: weight α of SCD (default 1.0).
+        beta: weight β of MCD (default 8.0; the ImageNet configs use 0.5 with ``temperature=1``).
+        temperature: τ of MCD (default 4.0).
+        logit_standardization: standardize both rows first (default False; a bool).
+        alpha_temperature: temperature α_τ of SCD (default 1.0).
+        reduction: ``"batchmean"`` (default: mean over the rows that count), ``"sum"`` or ``"none"``.
+        ignore_index: label whose rows count for nothing (default -100).
+
+    Returns:
+        The loss in float32 (float64 for float64 logits): a scalar, or ``[N]`` for ``"none"``.
+    """
     s = _tensor(student_logits, "student_logits")
     t = _constant(_on_student_device(s, _tensor(teacher_logits, "teacher_logits"), "teacher_logits"))
     y = _on_student_device(s, _tensor(target, "target"), "target")
     loss, _ = call_op(
-        "rld", s, t, y, float(alpha), float(beta), float(temperature), float(alpha_temperature),
-        bool(logit_standardization), _reduction(reduction), int(ignore_index), _needs_grad(s),
+        "rld", s, t, y, _real(alpha, "alpha"), _real(beta, "beta"), _real(temperature, "temperature"),
+        _real(alpha_temperature, "alpha_temperature"), _boolean(logit_standardization, "logit_standardization"),
+        _reduction(reduction), _integer(ignore_index, "ignore_index"), _needs_grad(s),
     )
     return loss
 
@@ -151,20 +256,47 @@ def uskd_loss(
     reduction: str = "batchmean",
     ignore_index: int = -100,
 ) -> torch.Tensor:
-    """Teacher-free USKD (cls_KD ``USKDLoss``) given the weak logits ``w = fc(feature)``.
+    """Teacher-free USKD, per row ``ℓ_i = α·T + β·NT + W``, all at temperature 1:
+    ``T = −soft_i log p_s,y`` with the constant ``soft_i = u_i + 1 − mean_i u_i``, ``u_i = p_s,y²``
+    (mean over the rows that count); ``W = −μ Σ_j smooth_j log p_w,j`` with
+    ``smooth = 0.9·onehot(y) + 0.1/C``; ``NT = −Σ_{j≠y} z_j log q_s,j`` with Zipf weights
+    ``z ∝ 1/(rank+1)`` of the score ``p_w,j/(1 − p_w,y + 1e-6) + log p_s,j/(1 − log p_s,y + 1e-6)``
+    (descending, ties to the lower class index), the target dropped and renormalized.
 
-    Gradients flow to both ``student_logits`` and ``weak_logits``. Hard labels run the fused op;
-    soft labels ``[N, C]`` (mixup/cutmix, top-two labels as in the reference) run the pure-PyTorch
-    reference path (not fused).
+    Reference: cls_KD ``mmcls/models/dis_losses/uskd.py`` (its module's ``fc`` is the caller's here:
+    see :class:`fusedkd.USKDLoss`). Gradients flow to ``student_logits`` and ``weak_logits``.
+
+    Args:
+        student_logits: ``[N, C]`` logits (C ≥ 2).
+        weak_logits: ``[N, C]`` weak-head logits ``fc(feature)`` (float64 only with float64).
+        target: ``[N]`` integer labels, or soft labels ``[N, C]`` (mixup/cutmix: the top two labels
+            with their values, as the reference; this path runs the pure-PyTorch reference, not fused).
+        alpha: weight α of the target term (default 1.0).
+        beta: weight β of the Zipf non-target term (default 0.1).
+        mu: weight μ of the weak supervision (default 0.005).
+        reduction: ``"batchmean"`` (default: mean over the rows that count), ``"sum"`` or ``"none"``.
+        ignore_index: label whose rows count for nothing, in the batch mean of ``u`` too (default -100).
+
+    Returns:
+        The loss in float32 (float64 for float64 logits): a scalar, or ``[N]`` for ``"none"``.
     """
     s = _tensor(student_logits, "student_logits")
     w = _on_student_device(s, _tensor(weak_logits, "weak_logits"), "weak_logits")
     y = _on_student_device(s, _tensor(target, "target"), "target")
     if y.dim() == 2 and y.is_floating_point():
+        # Soft labels run the pure-PyTorch reference: the op's checks, made here.
         from . import reference
 
-        return reference.uskd_loss(s, w, y, alpha, beta, mu, _reduction(reduction), ignore_index)
+        _check_logits(s, "student_logits")
+        _check_pair(s, w, "weak_logits")
+        _check_soft_labels(y, s)
+        if s.shape[1] < 2:
+            raise ValueError(f"student_logits must have at least 2 classes (C) for this loss, got C = {s.shape[1]}")
+        alpha, beta, mu = (_checks.finite(_real(v, n), n) for v, n in ((alpha, "alpha"), (beta, "beta"), (mu, "mu")))
+        return reference.uskd_loss(s, w, y, alpha, beta, mu, _reduction(reduction),
+                                   _integer(ignore_index, "ignore_index"))
     loss, _, _ = call_op(
-        "uskd", s, w, y, float(alpha), float(beta), float(mu), _reduction(reduction), int(ignore_index), _needs_grad(s, w)
+        "uskd", s, w, y, _real(alpha, "alpha"), _real(beta, "beta"), _real(mu, "mu"), _reduction(reduction),
+        _integer(ignore_index, "ignore_index"), _needs_grad(s, w),
     )
     return loss

@@ -17,22 +17,32 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+try:
+    from ._checks import reduction as _check_reduction
+except ImportError:  # loaded from its file without the package (tests/python/test_reference_seeds.py)
+    import importlib.util as _ilu
+    import os as _os
+
+    _spec = _ilu.spec_from_file_location("_fusedkd_checks", _os.path.join(_os.path.dirname(__file__), "_checks.py"))
+    _checks_module = _ilu.module_from_spec(_spec)
+    _spec.loader.exec_module(_checks_module)
+    _check_reduction = _checks_module.reduction
+
 __all__ = ["kd_loss", "dkd_loss", "nkd_loss", "uskd_loss", "rld_loss", "reduce_rows"]
 
 
 def reduce_rows(row_loss: torch.Tensor, reduction: str, counted: torch.Tensor | int | None = None) -> torch.Tensor:
     """Reduce per-row losses ``[N]`` as the spec defines (``counted`` rows for batchmean)."""
+    reduction = _check_reduction(reduction)  # the functional API's rule (fusedkd._checks)
     if reduction == "none":
         return row_loss
     total = row_loss.sum()
     if reduction == "sum":
         return total
-    if reduction in ("batchmean", "mean"):
-        n = row_loss.shape[0] if counted is None else counted
-        if isinstance(n, torch.Tensor):
-            return torch.where(n > 0, total / n.clamp_min(1), torch.zeros_like(total))
-        return total / n if n > 0 else total * 0
-    raise ValueError(f"reduction must be 'batchmean', 'sum' or 'none', got {reduction!r}")
+    n = row_loss.shape[0] if counted is None else counted
+    if isinstance(n, torch.Tensor):
+        return torch.where(n > 0, total / n.clamp_min(1), torch.zeros_like(total))
+    return total / n if n > 0 else total * 0
 
 
 def _acc(x: torch.Tensor) -> torch.Tensor:
@@ -46,7 +56,9 @@ def _valid_rows(target: torch.Tensor, ignore_index: int):
     return valid, safe
 
 
-def kd_loss(student_logits, teacher_logits, temperature: float = 4.0, reduction: str = "batchmean"):
+def kd_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 4.0, reduction: str = "batchmean"
+) -> torch.Tensor:
     """mdistiller ``kd_loss``: KL(p_t ‖ p_s) at temperature τ, summed over classes, times τ²."""
     s, t = _acc(student_logits), _acc(teacher_logits).detach()
     log_pred_student = F.log_softmax(s / temperature, dim=1)
@@ -60,15 +72,15 @@ def _non_target_mask(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor
 
 
 def dkd_loss(
-    student_logits,
-    teacher_logits,
-    target,
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    target: torch.Tensor,
     alpha: float = 1.0,
     beta: float = 8.0,
     temperature: float = 4.0,
     reduction: str = "batchmean",
     ignore_index: int = -100,
-):
+) -> torch.Tensor:
     """mdistiller ``dkd_loss``: α·TCKD + β·NCKD."""
     s, t = _acc(student_logits), _acc(teacher_logits).detach()
     valid, y = _valid_rows(target, ignore_index)
@@ -100,14 +112,14 @@ def _hard_labels(target: torch.Tensor, ignore_index: int):
 
 
 def nkd_loss(
-    student_logits,
-    teacher_logits,
-    target,
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    target: torch.Tensor,
     temperature: float = 1.0,
     gamma: float = 1.5,
     reduction: str = "batchmean",
     ignore_index: int = -100,
-):
+) -> torch.Tensor:
     """cls_KD ``NKDLoss``: −p_t,y log p_s,y − γ τ² Σ_{j≠y} q_t,j log q_s,j (later, fixed mask revision)."""
     s, t = _acc(student_logits), _acc(teacher_logits).detach()
     valid, label = _hard_labels(target, ignore_index)
@@ -131,15 +143,15 @@ def nkd_loss(
 
 
 def uskd_loss(
-    student_logits,
-    weak_logits,
-    target,
+    student_logits: torch.Tensor,
+    weak_logits: torch.Tensor,
+    target: torch.Tensor,
     alpha: float = 1.0,
     beta: float = 0.1,
     mu: float = 0.005,
     reduction: str = "batchmean",
     ignore_index: int = -100,
-):
+) -> torch.Tensor:
     """cls_KD ``USKDLoss`` given the weak logits ``w = fc(fea_mid)``: α·T + β·NT + W.
 
     Soft labels ``[N, C]`` (mixup/cutmix) keep the two largest labels with their values, as the
@@ -219,17 +231,17 @@ def _cat_mask(t: torch.Tensor, mask1: torch.Tensor, mask2: torch.Tensor) -> torc
 
 
 def rld_loss(
-    student_logits,
-    teacher_logits,
-    target,
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    target: torch.Tensor,
     alpha: float = 1.0,
     beta: float = 8.0,
     temperature: float = 4.0,
-    alpha_temperature: float = 1.0,
     logit_standardization: bool = False,
+    alpha_temperature: float = 1.0,
     reduction: str = "batchmean",
     ignore_index: int = -100,
-):
+) -> torch.Tensor:
     """zju-SWJ/RLD ``rld_loss``: α·SCD + β·MCD (optionally on standardized logits)."""
     s, t = _acc(student_logits), _acc(teacher_logits).detach()
     valid, y = _valid_rows(target, ignore_index)

@@ -235,7 +235,7 @@ def test_rld(stand, tau, at, reduction):
     y[1] = int(torch.argmin(t[1]))  # label is the teacher's lowest class: K empty
     y[5] = -100
     sv = s.clone().requires_grad_(True)
-    out = ref.rld_loss(sv, t, y, 1.0, 8.0, tau, at, stand, reduction)
+    out = ref.rld_loss(sv, t, y, 1.0, 8.0, tau, stand, at, reduction)  # the authors' order (CHANGELOG: Unreleased)
     rows, grads = manual_rld(s.numpy(), t.numpy(), y.numpy(), 1.0, 8.0, tau, at, stand)
     np.testing.assert_allclose(out.detach().numpy(), reduce(rows, 7, reduction), rtol=1e-11, atol=1e-12)
     (g,) = torch.autograd.grad(out.sum(), sv)
