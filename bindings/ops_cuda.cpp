@@ -40,9 +40,9 @@ void* current_cuda_stream(int32_t device_index) {
     if (!sym) sym = dlsym(RTLD_DEFAULT, "aoti_torch_get_current_cuda_stream");
     return reinterpret_cast<GetStream>(sym);
   }();
-  STD_TORCH_CHECK(get_stream != nullptr,
-                  "fusedkd: cannot find aoti_torch_get_current_cuda_stream in libtorch_cuda.so; is this a CUDA build "
-                  "of torch?");
+  FUSEDKD_CHECK(get_stream != nullptr,
+                "fusedkd: cannot find aoti_torch_get_current_cuda_stream in libtorch_cuda.so; is this a CUDA build "
+                "of torch?");
   void* stream = nullptr;
   FUSEDKD_CHECK(get_stream(device_index, &stream) == 0, "fusedkd: could not get the current CUDA stream of device ",
                 device_index);
