@@ -9,6 +9,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <sstream>
+#include <stdexcept>
 #include <string>
 
 #include <fusedkd/numeric.hpp>
@@ -18,6 +20,27 @@ namespace fusedkd::binding {
 
 using torch::stable::Tensor;
 using ScalarType = torch::headeronly::ScalarType;
+
+// Errors the ops raise: a std::runtime_error (Python: RuntimeError) whose message is the text
+// alone. STD_TORCH_CHECK would prefix the function name and the build machine's source path.
+template <class... Args> [[noreturn]] void fail(const Args&... args) {
+  std::ostringstream os;
+  (os << ... << args);
+  throw std::runtime_error(os.str());
+}
+
+// The message of an error of the header-only API without its "fusedkd: " prefix, so that it
+// starts with the argument's name like the checks below.
+inline std::string user_message(const std::exception& e) {
+  const std::string what = e.what();
+  const std::string prefix = "fusedkd: ";
+  return what.compare(0, prefix.size(), prefix) == 0 ? what.substr(prefix.size()) : what;
+}
+
+#define FUSEDKD_CHECK(cond, ...)                     \
+  do {                                               \
+    if (!(cond)) ::fusedkd::binding::fail(__VA_ARGS__); \
+  } while (0)
 
 inline const char* dtype_name(ScalarType t) {
   switch (t) {
@@ -37,48 +60,48 @@ inline bool is_logit_dtype(ScalarType t) {
 
 // A logits argument: 2-D [N, C] of a floating dtype.
 inline void check_logits(const Tensor& x, const char* name) {
-  STD_TORCH_CHECK(x.dim() == 2, name, " must be 2-D [N, C], got ", x.dim(), " dimension(s)");
-  STD_TORCH_CHECK(is_logit_dtype(x.scalar_type()), name, " must be float32, float16, bfloat16 or float64, got ",
-                  dtype_name(x.scalar_type()));
+  FUSEDKD_CHECK(x.dim() == 2, name, " must be 2-D [N, C], got ", x.dim(), " dimension(s)");
+  FUSEDKD_CHECK(is_logit_dtype(x.scalar_type()), name, " must be float32, float16, bfloat16 or float64, got ",
+                dtype_name(x.scalar_type()));
 }
 
 // A second logits argument with the same shape and device as the student; float64 only with float64.
 inline void check_pair(const Tensor& student, const Tensor& other, const char* name) {
   check_logits(other, name);
-  STD_TORCH_CHECK(other.size(0) == student.size(0) && other.size(1) == student.size(1), name, " has shape [",
-                  other.size(0), ", ", other.size(1), "] but student_logits has shape [", student.size(0), ", ",
-                  student.size(1), "]");
-  STD_TORCH_CHECK(other.is_cpu() == student.is_cpu() && other.get_device_index() == student.get_device_index(), name,
-                  " is on a different device than student_logits");
+  FUSEDKD_CHECK(other.size(0) == student.size(0) && other.size(1) == student.size(1), name, " has shape [",
+                other.size(0), ", ", other.size(1), "] but student_logits has shape [", student.size(0), ", ",
+                student.size(1), "]");
+  FUSEDKD_CHECK(other.is_cpu() == student.is_cpu() && other.get_device_index() == student.get_device_index(), name,
+                " is on a different device than student_logits");
   const bool s64 = student.scalar_type() == ScalarType::Double, o64 = other.scalar_type() == ScalarType::Double;
-  STD_TORCH_CHECK(s64 == o64, name, " is ", dtype_name(other.scalar_type()), " but student_logits is ",
-                  dtype_name(student.scalar_type()), ": float64 inputs must both be float64");
+  FUSEDKD_CHECK(s64 == o64, name, " is ", dtype_name(other.scalar_type()), " but student_logits is ",
+                dtype_name(student.scalar_type()), ": float64 inputs must both be float64");
 }
 
 // Integer labels [N] on the student's device.
 inline void check_target(const Tensor& student, const Tensor& target) {
-  STD_TORCH_CHECK(target.scalar_type() == ScalarType::Long || target.scalar_type() == ScalarType::Int,
-                  "target must hold integer class labels (int64 or int32), got ", dtype_name(target.scalar_type()));
-  STD_TORCH_CHECK(target.dim() == 1 && target.size(0) == student.size(0), "target must have shape [N] = [",
-                  student.size(0), "], got ", target.dim(), "-D with ", target.numel(), " element(s)");
-  STD_TORCH_CHECK(target.is_cpu() == student.is_cpu() && target.get_device_index() == student.get_device_index(),
-                  "target is on a different device than student_logits");
+  FUSEDKD_CHECK(target.scalar_type() == ScalarType::Long || target.scalar_type() == ScalarType::Int,
+                "target must hold integer class labels (int64 or int32), got ", dtype_name(target.scalar_type()));
+  FUSEDKD_CHECK(target.dim() == 1 && target.size(0) == student.size(0), "target must have shape [N] = [",
+                student.size(0), "], got ", target.dim(), "-D with ", target.numel(), " element(s)");
+  FUSEDKD_CHECK(target.is_cpu() == student.is_cpu() && target.get_device_index() == student.get_device_index(),
+                "target is on a different device than student_logits");
 }
 
 inline void check_temperature(double v, const char* name) {
-  STD_TORCH_CHECK(std::isfinite(v) && v > 0.0, name, " must be a positive finite number, got ", v);
+  FUSEDKD_CHECK(std::isfinite(v) && v > 0.0, name, " must be a positive finite number, got ", v);
 }
 
-inline void check_finite(double v, const char* name) { STD_TORCH_CHECK(std::isfinite(v), name, " must be finite, got ", v); }
+inline void check_finite(double v, const char* name) { FUSEDKD_CHECK(std::isfinite(v), name, " must be finite, got ", v); }
 
 inline void check_min_classes(const Tensor& student, int64_t min_classes) {
-  STD_TORCH_CHECK(student.size(1) >= min_classes, "student_logits must have at least ", min_classes,
-                  " classes (C) for this loss, got C = ", student.size(1));
+  FUSEDKD_CHECK(student.size(1) >= min_classes, "student_logits must have at least ", min_classes,
+                min_classes == 1 ? " class" : " classes", " (C) for this loss, got C = ", student.size(1));
 }
 
 inline Reduction reduction_from(const std::string& name) {
-  STD_TORCH_CHECK(name == "batchmean" || name == "sum" || name == "none",
-                  "reduction must be 'batchmean', 'sum' or 'none', got '", name, "'");
+  FUSEDKD_CHECK(name == "batchmean" || name == "sum" || name == "none",
+                "reduction must be 'batchmean', 'sum' or 'none', got '", name, "'");
   return parse_reduction(name);
 }
 
@@ -106,16 +129,16 @@ inline Tensor new_loss(const Tensor& student, Reduction r) {
 // grad_output of the loss's dtype, a scalar or [N], on grad's device.
 inline void check_scale_args(const Tensor& grad, const Tensor& grad_output) {
   check_logits(grad, "grad");
-  STD_TORCH_CHECK((grad.size(1) <= 1 || grad.stride(1) == 1) && (grad.size(0) <= 1 || grad.stride(0) >= grad.size(1)),
-                  "grad must have contiguous columns (as the fusedkd ops write it)");
-  STD_TORCH_CHECK(grad_output.scalar_type() == loss_dtype(grad), "grad_output must be ", dtype_name(loss_dtype(grad)),
-                  " (the loss's dtype) for a ", dtype_name(grad.scalar_type()), " grad, got ",
-                  dtype_name(grad_output.scalar_type()));
-  STD_TORCH_CHECK(grad_output.dim() == 0 || (grad_output.dim() == 1 && grad_output.size(0) == grad.size(0)),
-                  "grad_output must be a scalar or have shape [N] = [", grad.size(0), "], got ", grad_output.dim(),
-                  "-D with ", grad_output.numel(), " element(s)");
-  STD_TORCH_CHECK(grad_output.is_cpu() == grad.is_cpu() && grad_output.get_device_index() == grad.get_device_index(),
-                  "grad_output is on a different device than grad");
+  FUSEDKD_CHECK((grad.size(1) <= 1 || grad.stride(1) == 1) && (grad.size(0) <= 1 || grad.stride(0) >= grad.size(1)),
+                "grad must have contiguous columns (as the fusedkd ops write it)");
+  FUSEDKD_CHECK(grad_output.scalar_type() == loss_dtype(grad), "grad_output must be ", dtype_name(loss_dtype(grad)),
+                " (the loss's dtype) for a ", dtype_name(grad.scalar_type()), " grad, got ",
+                dtype_name(grad_output.scalar_type()));
+  FUSEDKD_CHECK(grad_output.dim() == 0 || (grad_output.dim() == 1 && grad_output.size(0) == grad.size(0)),
+                "grad_output must be a scalar or have shape [N] = [", grad.size(0), "], got ", grad_output.dim(),
+                "-D with ", grad_output.numel(), " element(s)");
+  FUSEDKD_CHECK(grad_output.is_cpu() == grad.is_cpu() && grad_output.get_device_index() == grad.get_device_index(),
+                "grad_output is on a different device than grad");
 }
 
 // Elements between consecutive rows' factors in grad_output (0: one factor for every row).
@@ -136,12 +159,27 @@ template <class F> void dispatch_one(ScalarType t, F&& f) {
     case ScalarType::Double: return f(Tag<double>{});
     case ScalarType::Half: return f(Tag<half_t>{});
     case ScalarType::BFloat16: return f(Tag<bfloat16_t>{});
-    default: STD_TORCH_CHECK(false, "unsupported logits dtype ", dtype_name(t));
+    default: fail("unsupported logits dtype ", dtype_name(t));
   }
 }
 
+// f(Tag<TS>{}, Tag<TT>{}) for the pairs check_pair accepts, and only those (the CPU row loops are
+// instantiated for exactly these, cpu_rows.hpp): float64 with float64, and float32, float16,
+// bfloat16 with each other.
 template <class F> void dispatch_pair(ScalarType a, ScalarType b, F&& f) {
-  dispatch_one(a, [&](auto ta) { dispatch_one(b, [&](auto tb) { f(ta, tb); }); });
+  if (a == ScalarType::Double || b == ScalarType::Double) {
+    FUSEDKD_CHECK(a == b, "float64 inputs must both be float64");
+    return f(Tag<double>{}, Tag<double>{});
+  }
+  auto narrow = [](ScalarType t, auto&& g) {
+    switch (t) {
+      case ScalarType::Float: return g(Tag<float>{});
+      case ScalarType::Half: return g(Tag<half_t>{});
+      case ScalarType::BFloat16: return g(Tag<bfloat16_t>{});
+      default: fail("unsupported logits dtype ", dtype_name(t));
+    }
+  };
+  narrow(a, [&](auto ta) { narrow(b, [&](auto tb) { f(ta, tb); }); });
 }
 
 template <class F> void dispatch_label(ScalarType t, F&& f) {

@@ -62,8 +62,8 @@ inline RLDParams rld_params(double alpha, double beta, double temperature, doubl
 
 // USKD also needs the weak logits in the student's dtype (one element type for both gradients).
 inline USKDParams uskd_params(const Tensor& student, const Tensor& weak, double alpha, double beta, double mu) {
-  STD_TORCH_CHECK(weak.scalar_type() == student.scalar_type(), "weak_logits must have the dtype of student_logits (",
-                  dtype_name(student.scalar_type()), "), got ", dtype_name(weak.scalar_type()));
+  FUSEDKD_CHECK(weak.scalar_type() == student.scalar_type(), "weak_logits must have the dtype of student_logits (",
+                dtype_name(student.scalar_type()), "), got ", dtype_name(weak.scalar_type()));
   check_finite(alpha, "alpha");
   check_finite(beta, "beta");
   check_finite(mu, "mu");

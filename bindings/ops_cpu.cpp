@@ -1,6 +1,9 @@
 // CPU implementations of the fusedkd ops: the header-only CPU executor run over row ranges with
 // torch's intra-op thread pool (stable parallel_for). Results do not depend on the thread count:
 // each row is computed by one thread and the row losses are summed in a fixed order.
+//
+// The row loops themselves (the executor's template instantiations) are compiled in separate
+// generated units, one per loss and student dtype (cpu_rows.hpp); this file only dispatches.
 #include <torch/csrc/stable/library.h>
 
 #include <algorithm>
@@ -10,6 +13,7 @@
 #include <fusedkd/fusedkd.hpp>
 
 #include "checks.hpp"
+#include "cpu_rows.hpp"
 #include "op_args.hpp"
 
 namespace fusedkd::binding {
@@ -33,7 +37,7 @@ template <class TL> int64_t checked_counted_rows(const LabelsView<TL>& labels, i
   try {
     validate_labels(labels, N, C);
   } catch (const Error& e) {
-    STD_TORCH_CHECK(false, e.what());
+    fail(user_message(e));
   }
   return count_counted_rows(labels, N);
 }
@@ -43,21 +47,12 @@ template <class A> A grad_scale(Reduction r, int64_t counted) {
   return r == Reduction::None ? A(1) : reduction_scale<A>(r, counted);
 }
 
-// The row loop of a row-local Loss policy, as a callable.
-template <template <class> class Loss> struct RowLocal {
-  template <class... Args> void operator()(const Args&... args) const { cpu::run_rows<Loss>(args...); }
-};
-
-struct RLDRows {
-  template <class... Args> void operator()(const Args&... args) const { cpu::rld_rows(args...); }
-};
-
-// Runs the rows of a loss whose rows are independent (rows(params, x, labels, out, begin, end)
-// over row ranges in parallel); returns (loss, grad_student).
-template <class Rows, class Params>
-std::tuple<Tensor, Tensor> run_row_local(Rows rows, const Params& params, const Tensor& student_in, const Tensor* teacher_in,
-                                         const Tensor* target_in, int64_t ignore_index, Reduction reduction,
-                                         bool compute_grad) {
+// Runs the rows of a loss whose rows are independent (CpuRows<Loss, ...>::run over row ranges in
+// parallel); returns (loss, grad_student).
+template <class Loss>
+std::tuple<Tensor, Tensor> run_row_local(const typename Loss::Params& params, const Tensor& student_in,
+                                         const Tensor* teacher_in, const Tensor* target_in, int64_t ignore_index,
+                                         Reduction reduction, bool compute_grad) {
   const Tensor student = with_unit_column_stride(student_in);
   const Tensor teacher = teacher_in ? with_unit_column_stride(*teacher_in) : student;
   const int64_t N = student.size(0), C = student.size(1);
@@ -78,11 +73,11 @@ std::tuple<Tensor, Tensor> run_row_local(Rows rows, const Params& params, const 
       RowOutputs<A, TS> out{row_loss.data(), compute_grad ? static_cast<TS*>(grad.data_ptr()) : nullptr, C,
                             grad_scale<A>(reduction, counted)};
       torch::stable::parallel_for(0, N, grain_rows(C), [&](int64_t begin, int64_t end) {
-        rows(params, x, labels, out, begin, end);
+        CpuRows<Loss, TS, TT, TL>::run(params, x, labels, out, begin, end);
       });
       write_loss(loss, row_loss, reduction, counted);
     };
-    if (target_in) {
+    if constexpr (Loss::has_labels) {
       const Tensor target = contiguous_1d(*target_in);
       dispatch_label(target.scalar_type(), [&](auto tl) { run(tl, target.data_ptr()); });
     } else {
@@ -96,7 +91,7 @@ std::tuple<Tensor, Tensor> kd_cpu(Tensor student, Tensor teacher, double tempera
                                   bool compute_grad, bool /*grad_private*/) {
   check_inputs(student, teacher, "teacher_logits", nullptr, KD<float>::min_classes);
   const KDParams p = kd_params(temperature);
-  return run_row_local(RowLocal<KD>{}, p, student, &teacher, nullptr, -100, reduction_from(reduction), compute_grad);
+  return run_row_local<KDRows>(p, student, &teacher, nullptr, -100, reduction_from(reduction), compute_grad);
 }
 
 std::tuple<Tensor, Tensor> dkd_cpu(Tensor student, Tensor teacher, Tensor target, double alpha, double beta,
@@ -104,7 +99,7 @@ std::tuple<Tensor, Tensor> dkd_cpu(Tensor student, Tensor teacher, Tensor target
                                    bool compute_grad, bool /*grad_private*/) {
   check_inputs(student, teacher, "teacher_logits", &target, DKD<float>::min_classes);
   const DKDParams p = dkd_params(alpha, beta, temperature);
-  return run_row_local(RowLocal<DKD>{}, p, student, &teacher, &target, ignore_index, reduction_from(reduction),
+  return run_row_local<DKDRows>(p, student, &teacher, &target, ignore_index, reduction_from(reduction),
                        compute_grad);
 }
 
@@ -113,7 +108,7 @@ std::tuple<Tensor, Tensor> nkd_cpu(Tensor student, Tensor teacher, Tensor target
                                    bool /*grad_private*/) {
   check_inputs(student, teacher, "teacher_logits", &target, NKD<float>::min_classes);
   const NKDParams p = nkd_params(temperature, gamma);
-  return run_row_local(RowLocal<NKD>{}, p, student, &teacher, &target, ignore_index, reduction_from(reduction),
+  return run_row_local<NKDRows>(p, student, &teacher, &target, ignore_index, reduction_from(reduction),
                        compute_grad);
 }
 
@@ -123,7 +118,7 @@ std::tuple<Tensor, Tensor> rld_cpu(Tensor student, Tensor teacher, Tensor target
                                    bool /*grad_private*/) {
   check_inputs(student, teacher, "teacher_logits", &target, RLD<float>::min_classes);
   const RLDParams p = rld_params(alpha, beta, temperature, alpha_temperature, logit_standardization);
-  return run_row_local(RLDRows{}, p, student, &teacher, &target, ignore_index, reduction_from(reduction),
+  return run_row_local<RLDRows>(p, student, &teacher, &target, ignore_index, reduction_from(reduction),
                        compute_grad);
 }
 
@@ -164,11 +159,11 @@ std::tuple<Tensor, Tensor, Tensor> uskd_cpu(Tensor student_in, Tensor weak_in, T
       }
       out.grad_scale = grad_scale<A>(reduction_kind, counted);
       torch::stable::parallel_for(0, N, grain_rows(C), [&](int64_t begin, int64_t end) {
-        cpu::uskd_stats_rows(p, x, labels, stats.data(), begin, end);
+        CpuUSKDRows<TS, TL>::stats(p, x, labels, stats.data(), begin, end);
       });
       const A mean_u = cpu::uskd_mean_u(stats.data(), labels, N);
       torch::stable::parallel_for(0, N, grain_rows(C), [&](int64_t begin, int64_t end) {
-        cpu::uskd_rows(p, x, labels, stats.data(), mean_u, out, begin, end);
+        CpuUSKDRows<TS, TL>::rows(p, x, labels, stats.data(), mean_u, out, begin, end);
       });
       write_loss(loss, row_loss, reduction_kind, counted);
     });

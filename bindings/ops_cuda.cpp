@@ -40,12 +40,12 @@ void* current_cuda_stream(int32_t device_index) {
     if (!sym) sym = dlsym(RTLD_DEFAULT, "aoti_torch_get_current_cuda_stream");
     return reinterpret_cast<GetStream>(sym);
   }();
-  STD_TORCH_CHECK(get_stream != nullptr,
-                  "fusedkd: cannot find aoti_torch_get_current_cuda_stream in libtorch_cuda.so; is this a CUDA build "
-                  "of torch?");
+  FUSEDKD_CHECK(get_stream != nullptr,
+                "fusedkd: cannot find aoti_torch_get_current_cuda_stream in libtorch_cuda.so; is this a CUDA build "
+                "of torch?");
   void* stream = nullptr;
-  STD_TORCH_CHECK(get_stream(device_index, &stream) == 0, "fusedkd: could not get the current CUDA stream of device ",
-                  device_index);
+  FUSEDKD_CHECK(get_stream(device_index, &stream) == 0, "fusedkd: could not get the current CUDA stream of device ",
+                device_index);
   return stream;
 }
 
@@ -55,20 +55,20 @@ DType dtype_of(const Tensor& x) {
     case ScalarType::Double: return DType::Float64;
     case ScalarType::Half: return DType::Float16;
     case ScalarType::BFloat16: return DType::BFloat16;
-    default: STD_TORCH_CHECK(false, "unsupported logits dtype ", dtype_name(x.scalar_type()));
+    default: fail("unsupported logits dtype ", dtype_name(x.scalar_type()));
   }
   return DType::Float32;
 }
 
 void check_cuda_tensor(const Tensor& x, const char* name) {
-  STD_TORCH_CHECK(x.is_cuda(), name, " must be a CUDA tensor for the CUDA implementation");
+  FUSEDKD_CHECK(x.is_cuda(), name, " must be a CUDA tensor for the CUDA implementation");
 }
 
 // Checks that every tensor is on the student's CUDA device; names the first that is not.
 void check_same_cuda_device(const Tensor& student, const Tensor& other, const char* name) {
   check_cuda_tensor(other, name);
-  STD_TORCH_CHECK(other.get_device_index() == student.get_device_index(), name, " is on cuda:", other.get_device_index(),
-                  " but student_logits is on cuda:", student.get_device_index());
+  FUSEDKD_CHECK(other.get_device_index() == student.get_device_index(), name, " is on cuda:", other.get_device_index(),
+                " but student_logits is on cuda:", student.get_device_index());
 }
 
 // The common body of every op: a LossCall over (student, second logits, optional target) with
@@ -119,7 +119,7 @@ std::tuple<Tensor, Tensor, Tensor> run(const Params& params, const Tensor& stude
     c.workspace_bytes = ws_bytes;
     launch(params, c);
   } catch (const Error& e) {
-    STD_TORCH_CHECK(false, e.what());
+    fail(user_message(e));
   }
   return {loss, grad, grad2};
 }
@@ -202,7 +202,7 @@ void scale_grad_cuda(Tensor grad, Tensor grad_output) {
   try {
     kernels::scale_rows(c);
   } catch (const Error& e) {
-    STD_TORCH_CHECK(false, e.what());
+    fail(user_message(e));
   }
 }
 

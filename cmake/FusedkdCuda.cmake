@@ -25,12 +25,8 @@ if(NOT FUSEDKD_CUDA STREQUAL "OFF")
 endif()
 
 if(FUSEDKD_HAS_CUDA)
-  # CUB and cuda/std live under include/cccl in CUDA 13; only nvcc adds that path by itself.
+  include(fusedkdCudaTarget)  # the same definition the installed package uses
   add_library(fusedkd_cuda INTERFACE)
   add_library(fusedkd::cuda ALIAS fusedkd_cuda)
-  target_link_libraries(fusedkd_cuda INTERFACE fusedkd CUDA::cudart_static)
-  if(EXISTS "${CUDAToolkit_INCLUDE_DIRS}/cccl")
-    target_include_directories(fusedkd_cuda INTERFACE "${CUDAToolkit_INCLUDE_DIRS}/cccl")
-  endif()
-  target_compile_options(fusedkd_cuda INTERFACE $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr -lineinfo>)
+  fusedkd_cuda_usage(fusedkd_cuda fusedkd)
 endif()

@@ -18,11 +18,23 @@ _here = os.path.dirname(os.path.abspath(__file__))
 
 
 def _find_library() -> str:
+    """Path of the compiled op library fusedkd/_C*.so. Found through the import system (a regular
+    install, PYTHONPATH=python with the library copied next to the sources, or an editable install,
+    whose finder maps fusedkd._C to the build's copy in site-packages), without loading it as a
+    Python module; then, as a fallback, next to this file."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(f"{__package__ or 'fusedkd'}._C")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.origin and os.path.isfile(spec.origin):
+        return spec.origin
     candidates = sorted(glob.glob(os.path.join(_here, "_C*.so")))
     if not candidates:
         raise ImportError(
-            f"fusedkd: the compiled op library (_C.so) was not found in {_here}; "
-            "install the package with `pip install --no-build-isolation .`"
+            f"fusedkd: the compiled op library (fusedkd/_C.so) was not found (searched the import path and {_here}); "
+            "build and install the package: `pip install --no-build-isolation .` (see docs/build.md)"
         )
     return candidates[0]
 
