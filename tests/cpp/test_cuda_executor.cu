@@ -343,14 +343,28 @@ struct GridCase {
 // (student, teacher): f32/f32, f16/f16, bf16/bf16, f32/bf16, bf16/f32, f64/f64
 constexpr const char* kPairNames[] = {"f32_f32", "f16_f16", "bf16_bf16", "f32_bf16", "bf16_f32", "f64_f64"};
 
+// FUSEDKD_TEST_FEW_PAIRS (the sanitized emulation build, whose compile time grows with every
+// instantiation): only the pairs with distinct vector widths and a mixed pair (f32: 4 columns per
+// 16-byte vector, bf16: 8, f32/bf16); the grid keeps only those cases.
+#if defined(FUSEDKD_TEST_FEW_PAIRS)
+constexpr bool pair_built(int pair) { return pair == 0 || pair == 2 || pair == 3; }
+using RowStrideType = bfloat16_t;
+#else
+constexpr bool pair_built(int) { return true; }
+using RowStrideType = half_t;
+#endif
+
 template <class F> void with_pair(int pair, F&& f) {
   switch (pair) {
     case 0: return f(float{}, float{});
-    case 1: return f(half_t{}, half_t{});
     case 2: return f(bfloat16_t{}, bfloat16_t{});
     case 3: return f(float{}, bfloat16_t{});
+#if !defined(FUSEDKD_TEST_FEW_PAIRS)
+    case 1: return f(half_t{}, half_t{});
     case 4: return f(bfloat16_t{}, float{});
-    default: return f(double{}, double{});
+    case 5: return f(double{}, double{});
+#endif
+    default: FAIL() << "dtype pair " << pair << " is not built in this configuration";
   }
 }
 
@@ -406,7 +420,7 @@ vector<GridCase> grid() {
   }
   vector<GridCase> selected;
   for (const GridCase& c : cases)
-    if (in_emulated_subset(c)) selected.push_back(c);
+    if (pair_built(c.pair) && in_emulated_subset(c)) selected.push_back(c);
   return selected;
 }
 
@@ -474,10 +488,11 @@ TEST_P(CudaLoss, Int32LabelsAndGraphCaptureAndDeterminism) {
 TEST_P(CudaLoss, GradientRowStride) {
   SKIP_WITHOUT_GPU();
   const LossId id = GetParam();
-  const auto b = make_batch<half_t, half_t>(5, 300, 0, 0, DataKind::Normal, 9, uses_labels(id));
+  const auto b = make_batch<RowStrideType, RowStrideType>(5, 300, 0, 0, DataKind::Normal, 9, uses_labels(id));
   const Result cpu = run_cpu(id, b, Reduction::Sum, true);
   const Result gpu = run_gpu(id, b, Reduction::Sum, true, false, false, /*grad_pad=*/5);
-  EXPECT_TRUE(close(gpu.grad, cpu.grad, 2e-3, id == LossId::USKD ? 2e-4 : 3e-5, 6.0e-8, "grad_student"));
+  EXPECT_TRUE(close(gpu.grad, cpu.grad, rtol_of<RowStrideType>(), id == LossId::USKD ? 2e-4 : 3e-5, 6.0e-8,
+                    "grad_student"));
 }
 
 TEST_P(CudaLoss, AllRowsIgnored) {
@@ -542,13 +557,15 @@ TEST_P(CudaLoss, ScheduleIndependentBitForBit) {
       runs_h.push_back(run_gpu(id, bh, Reduction::None, true));
     }
     simt::set_schedule_seed(0);
+    // Same bits (NaN included), element for element.
+    auto same_bits = [](const vector<double>& x, const vector<double>& z) {
+      return x.size() == z.size() && (x.empty() || std::memcmp(x.data(), z.data(), x.size() * sizeof(double)) == 0);
+    };
     for (const auto* r : {&runs, &runs_h}) {
       const Result &a = (*r)[0], &c = (*r)[1];
-      ASSERT_EQ(a.loss.size(), c.loss.size());
-      EXPECT_EQ(0, std::memcmp(a.loss.data(), c.loss.data(), a.loss.size() * sizeof(double)));
-      ASSERT_EQ(a.grad.size(), c.grad.size());
-      EXPECT_EQ(0, std::memcmp(a.grad.data(), c.grad.data(), a.grad.size() * sizeof(double)));
-      EXPECT_EQ(0, std::memcmp(a.grad_w.data(), c.grad_w.data(), a.grad_w.size() * sizeof(double)));
+      EXPECT_TRUE(same_bits(a.loss, c.loss));
+      EXPECT_TRUE(same_bits(a.grad, c.grad));
+      EXPECT_TRUE(same_bits(a.grad_w, c.grad_w));
     }
   }
 }

@@ -88,6 +88,7 @@ using detail::ShuffleKind;
 
 constexpr std::size_t kPage = 4096;
 constexpr unsigned char kPoison = 0xff;  // NaN in every float format, -1 in every integer
+constexpr std::size_t kExitFramesBytes = 64 * 1024;  // bound on a finished fiber's last frames
 
 std::size_t stack_bytes() {
   static const std::size_t bytes = [] {
@@ -245,7 +246,10 @@ void asan_finish_switch(void* fake_stack_save, const void** bottom_old, std::siz
 // A fresh context on f's stack that enters fiber_main().
 void prepare_fiber(Fiber& f) {
 #if defined(FUSEDKD_SIMT_ASAN)
-  if (f.dirty_stack) __asan_unpoison_memory_region(f.stack.base, f.stack.size);
+  // The last frames of the stack's previous fiber (fiber_main, yield) never returned, so their
+  // redzones are still poisoned; a fiber abandoned mid-kernel may have left poison anywhere.
+  const std::size_t stale = f.dirty_stack ? f.stack.size : std::min(f.stack.size, kExitFramesBytes);
+  __asan_unpoison_memory_region(f.stack.base + f.stack.size - stale, stale);
 #endif
   f.dirty_stack = false;
   f.fake_stack = nullptr;
