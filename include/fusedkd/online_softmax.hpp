@@ -150,11 +150,10 @@ template <class A> struct LogNormalizer {
   template <class V> FUSEDKD_HD_FORCEINLINE V prob(V x) const { return exp_((x - m) - log_z); }
 };
 // For a softmax over the set with normalizer nt plus one more logit x (a target split off):
-// log p_x = (x − m) − log(z + exp(x − m)), with m and log z apart (see LogNormalizer).
-template <class A> FUSEDKD_HD_INLINE A log_add_exp(A a, A b);
-template <class A> FUSEDKD_HD_INLINE A log_prob_of_extra(const LogNormalizer<A>& nt, A x) {
-  const A d = x - nt.m;
-  return d - log_add_exp(nt.log_z, d);
+// p_x = e^(x − m) / (z + e^(x − m)) = 1 / (1 + exp(log z − (x − m))), with m and log z apart (see
+// LogNormalizer): one exp and a division, exact at both ends (x − m = ±inf gives 1 or 0).
+template <class A> FUSEDKD_HD_INLINE A prob_of_extra(const LogNormalizer<A>& nt, A x) {
+  return A(1) / (A(1) + exp_(nt.log_z - (x - nt.m)));
 }
 template <class S> FUSEDKD_HD_INLINE auto log_normalizer(const S& st) {
   LogNormalizer<decltype(st.m)> n;

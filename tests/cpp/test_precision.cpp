@@ -160,6 +160,33 @@ TEST(Precision, GradientProbabilitiesKeepMaxAndLogZApart) {
   expect_precise_grads<RLD>(RLDParams{1.0, 8.0, 1.0, 1.0, false}, 1.0, 9.0, "rld τ=1");
 }
 
+// USKD's gradients (p_s, q_s, p_w with m and log z apart) at student and weak logits ×10 and ×30.
+TEST(Precision, UskdGradientProbabilitiesKeepMaxAndLogZApart) {
+  const double eps = std::numeric_limits<float>::epsilon();
+  for (double scale : {10.0, 30.0})
+    for (int64_t C : {int64_t(5), int64_t(24)})
+      for (bool scalar : {true, false}) {
+        const int64_t N = 64;
+        std::mt19937 rng{unsigned(C + 1000 * scale)};
+        std::normal_distribution<double> normal(0.0, 3.0);
+        vector<double> s(static_cast<size_t>(N * C)), w(static_cast<size_t>(N * C));
+        vector<int64_t> y(static_cast<size_t>(N));
+        for (auto& v : s) v = double(float(scale * normal(rng)));
+        for (auto& v : w) v = double(float(scale * normal(rng)));
+        for (auto& v : y) v = int64_t(rng() % std::uint64_t(C));
+        const UskdOut ref = uskd_run<double>(s, w, y, N, C), got = uskd_run<float>(s, w, y, N, C, scalar);
+        double worst_s = 0, worst_w = 0;
+        for (size_t k = 0; k < ref.gs.size(); ++k) {
+          worst_s = std::max(worst_s, std::abs(got.gs[k] - ref.gs[k]));
+          worst_w = std::max(worst_w, std::abs(got.gw[k] - ref.gw[k]));
+        }
+        const USKDParams p;
+        const std::string what = "scale " + std::to_string(scale) + " C " + std::to_string(C) + (scalar ? " scalar" : " lanes");
+        EXPECT_LE(worst_s, 8 * eps * (2 * p.alpha + p.beta)) << what << ": worst " << worst_s / eps << " ε";
+        EXPECT_LE(worst_w, 8 * eps * p.mu) << what << ": worst " << worst_w / (eps * p.mu) << " ε·μ";
+      }
+}
+
 // Temperatures: accepted in [1e-4, 1e2] with fp32 accumulation (fp32/fp16/bf16 logits) and in
 // [1e-8, 1e6] with fp64; rejected outside, naming the argument.
 template <class T> bool kd_accepts(double tau) {

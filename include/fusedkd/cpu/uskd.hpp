@@ -394,14 +394,15 @@ FUSEDKD_LANES_INLINE void uskd_rows_lanes(const USKDParams& params, const Studen
           nt_lanes += select(lane_keep<W>(first) && !is_y, z * (r.lse_nt_s - sj), V(0.0f));
           if (gs) {
             // ∂ℓ/∂s_j = α soft p_s,j + β (q_s,j − z_j) for j ≠ y, grad_s_y at y   (uskd_grad_student)
-            const V ps = exp_(sj - r.lse_s);
-            const V q = exp_(sj - r.lse_nt_s);
+            const V ds = sj - r.m_s;  // m and log z apart (uskd_grad_student)
+            const V ps = exp_(ds - r.log_z_s);
+            const V q = exp_(ds - r.log_z_nt_s);
             store_lanes(gs + j, scale * select(is_y, V(r.grad_s_y), r.alpha * r.soft * ps + r.beta * (q - z)));
           }
           if (gw) {
             // ∂ℓ/∂w_j = μ (p_w,j − smooth_j)   (uskd_grad_weak)
             const V smooth = select(is_y, V(r.smooth_y), V(r.smooth_other));
-            store_lanes(gw + j, scale * (r.mu * (exp_(load_lanes<W>(w + j) - r.lse_w) - smooth)));
+            store_lanes(gw + j, scale * (r.mu * (exp_((load_lanes<W>(w + j) - r.m_w) - r.log_z_w) - smooth)));
           }
         },
         [&](std::int64_t) FUSEDKD_LANES_INLINE_LAMBDA {

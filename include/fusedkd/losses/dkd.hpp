@@ -88,7 +88,7 @@ template <class A> struct DKD {
                   nan_unless_finite(lse_nt_t);
     r.loss = c.alpha * tckd + c.beta * nckd + bad;
     // p_s,y − p_t,y for the gradient, with m and log z apart (log_ps_y above rounds lse to one number)
-    r.target_gap = exp_(log_prob_of_extra(r.s_nt, c.u_y)) - exp_(log_prob_of_extra(r.t_nt, c.v_y)) + bad;
+    r.target_gap = prob_of_extra(r.s_nt, c.u_y) - prob_of_extra(r.t_nt, c.v_y) + bad;
     r.s_nt.log_z += bad;
     r.t_nt.log_z += bad;
     return r;

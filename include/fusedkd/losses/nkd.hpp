@@ -98,7 +98,7 @@ template <class A> struct NKD {
     r.s1.m = s1_nt.m;                                        // lse(s) − m = log(z + exp(s_y − m))
     r.s1.log_z = log_add_exp(log_(s1_nt.z), c.s_y - s1_nt.m);
     const LogNormalizer<A> t1_nt = c.unit_tau ? log_normalizer(st.t_nt) : log_normalizer(st.t1_nt);
-    r.pt_y = exp_(log_prob_of_extra(t1_nt, c.t_y));           // p_t,y (m and log z apart)
+    r.pt_y = prob_of_extra(t1_nt, c.t_y);                    // p_t,y (m and log z apart)
     const A neg_log_ps_y = lse1_s - c.s_y;                   // −log p_s,y
     r.s_nt = log_normalizer(st.s_nt);
     r.t_nt = log_normalizer(st.t_nt);

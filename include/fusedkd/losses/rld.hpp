@@ -149,7 +149,7 @@ template <class A> struct RLD {
     const A scd = nonnegative(c.a * c.a * (kl_term(log_bt0, log_bs0) + kl_term(log_bt1, log_bs1)));
     A bad = nan_unless_finite(lse_a_s) + nan_unless_finite(lse_nt_a_s) + nan_unless_finite(st.t_top.m) +
             nan_unless_finite(log_norm);
-    r.target_gap = exp_(log_prob_of_extra(r.s_nt_a, u_y)) - exp_(log_bt0);  // m and log z apart
+    r.target_gap = prob_of_extra(r.s_nt_a, u_y) - exp_(log_bt0);  // m and log z apart
     // MCD over K; 0 when K is empty.
     r.k_nonempty = st.t_k.m > neg_inf<A>();
     A mcd = A(0);

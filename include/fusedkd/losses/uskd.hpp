@@ -72,6 +72,9 @@ template <class A> struct USKDRowStats {
   A den_w;      // 1 − p_w,y + 1e-6, 1 − p_w,y = exp(lse_nt(w) − lse(w))
   A den_s;      // 1 − log p_s,y + 1e-6
   A weak_loss;  // W (already times μ)
+  // For the gradients, the normalizers with their max and log z kept apart (LogNormalizer):
+  // p_s,j = exp((s_j − m_s) − log_z_s), q_s,j = exp((s_j − m_s) − log_z_nt_s), p_w,j likewise.
+  A m_s, log_z_s, log_z_nt_s, m_w, log_z_w;
 };
 
 template <class A>
@@ -80,6 +83,11 @@ FUSEDKD_HD_INLINE USKDRowStats<A> uskd_row_stats(const USKDParams& p, const USKD
   USKDRowStats<A> r;
   r.s_y = s_y;
   r.lse_nt_s = st.s_nt.lse();
+  r.m_s = st.s_nt.m;
+  r.log_z_nt_s = log_(st.s_nt.z);
+  r.log_z_s = log_add_exp(r.log_z_nt_s, s_y - r.m_s);      // lse(s) − m_s
+  r.m_w = st.w_nt.m;
+  r.log_z_w = log_add_exp(log_(st.w_nt.z), w_y - r.m_w);    // lse(w) − m_w
   r.lse_s = log_add_exp(r.lse_nt_s, s_y);                  // lse(s)
   r.log_ps_y = s_y - r.lse_s;                               // log p_s,y
   const A ps_y = exp_(r.log_ps_y);
@@ -120,6 +128,7 @@ template <class A> struct USKDRow {
   A soft;    // u + 1 − mean_u
   A inv_z;   // 1 / Z,  Z = Σ_{j≠y} 1/(rank_j+1)
   A lse_s, lse_nt_s, lse_w;
+  A m_s, log_z_s, log_z_nt_s, m_w, log_z_w;  // as USKDRowStats (the gradients' probabilities)
   A grad_s_y;  // ∂ℓ/∂s_y = −α soft (1 − p_s,y)
   A alpha, beta, mu, smooth_other, smooth_y;  // weights; smooth_j = 0.1/C (+0.9 at y)
 };
@@ -139,10 +148,15 @@ FUSEDKD_HD_INLINE USKDRow<A> uskd_row(const USKDParams& p, const USKDRowStats<A>
   r.lse_s = st.lse_s;
   r.lse_nt_s = st.lse_nt_s;
   r.lse_w = st.lse_w + bad;
+  r.m_s = st.m_s;
+  r.log_z_s = st.log_z_s + bad;
+  r.log_z_nt_s = st.log_z_nt_s + bad;
+  r.m_w = st.m_w;
+  r.log_z_w = st.log_z_w + bad;
   r.alpha = A(p.alpha);
   r.beta = A(p.beta);
   r.mu = A(p.mu);
-  r.grad_s_y = -r.alpha * r.soft * exp_(st.lse_nt_s - st.lse_s);     // α soft (p_s,y − 1)
+  r.grad_s_y = -r.alpha * r.soft * exp_(st.log_z_nt_s - st.log_z_s);  // α soft (p_s,y − 1)
   r.smooth_other = A(0.1) / A(C);
   r.smooth_y = A(0.9) + r.smooth_other;
   return r;
@@ -166,14 +180,14 @@ template <class A> FUSEDKD_HD_INLINE A uskd_row_loss(const USKDRow<A>& r, const 
 // ∂ℓ/∂s_j (rank_j ignored at j = y).
 template <class A> FUSEDKD_HD_INLINE A uskd_grad_student(const USKDRow<A>& r, long long j, A sj, long long rank_j) {
   if (j == r.y) return r.grad_s_y;
-  const A ps = exp_(sj - r.lse_s);      // p_s,j
-  const A q = exp_(sj - r.lse_nt_s);    // q_s,j
+  const A ps = exp_((sj - r.m_s) - r.log_z_s);      // p_s,j
+  const A q = exp_((sj - r.m_s) - r.log_z_nt_s);    // q_s,j
   return r.alpha * r.soft * ps + r.beta * (q - uskd_zipf(r, rank_j));
 }
 
 // ∂ℓ/∂w_j = μ (p_w,j − smooth_j).
 template <class A> FUSEDKD_HD_INLINE A uskd_grad_weak(const USKDRow<A>& r, long long j, A wj) {
-  return r.mu * (exp_(wj - r.lse_w) - (j == r.y ? r.smooth_y : r.smooth_other));
+  return r.mu * (exp_((wj - r.m_w) - r.log_z_w) - (j == r.y ? r.smooth_y : r.smooth_other));
 }
 
 }  // namespace fusedkd
