@@ -19,7 +19,7 @@ template <class A> struct OnlineLSE {
     if (x > m) {
       z = z * exp_(m - x) + A(1);  // rescale the old sum to the new max; exp(-inf) = 0 at start
       m = x;
-    } else if (x > neg_inf<A>()) {  // exp(-inf - -inf) would be NaN
+    } else if (!(x == neg_inf<A>())) {  // −inf adds 0 (exp(−inf + inf) would be NaN); NaN makes z NaN
       z += exp_(x - m);
     }
   }
@@ -30,7 +30,7 @@ template <class A> struct OnlineLSE {
     if (o.m > m) {
       z = z * exp_(m - o.m) + o.z;
       m = o.m;
-    } else if (o.m > neg_inf<A>()) {
+    } else if (o.z != A(0)) {  // o not empty (z ≥ 1), or NaN: a NaN pushed into an empty state
       z += o.z * exp_(o.m - m);
     }
   }
@@ -51,7 +51,7 @@ template <class A> struct OnlineLSEDot {
       z = z * scale + A(1);
       d = d * scale + v;
       m = x;
-    } else if (x > neg_inf<A>()) {
+    } else if (!(x == neg_inf<A>())) {  // as OnlineLSE::push: −inf adds nothing, NaN propagates
       const A w = exp_(x - m);
       z += w;
       d += w * v;
@@ -66,7 +66,7 @@ template <class A> struct OnlineLSEDot {
       z = z * scale + o.z;
       d = d * scale + o.d;
       m = o.m;
-    } else if (o.m > neg_inf<A>()) {
+    } else if (o.z != A(0)) {  // as OnlineLSE::merge
       const A scale = exp_(o.m - m);
       z += o.z * scale;
       d += o.d * scale;
@@ -140,6 +140,39 @@ template <class V> using LSEDotState = typename Accumulators<V>::LSEDot;
 struct MergeMembers {
   template <class S> FUSEDKD_HD void operator()(S& into, const S& from) const { into.merge(from); }
 };
+
+// A softmax normalizer with its max m and log z kept apart: p_j = exp((x_j − m) − log z). Rounding
+// m + log z to one number would cost ε·|lse| in every probability (much more than ε when |x| is
+// large); x_j − m is exact or nearly so where p_j matters, and log z ≤ log C.
+template <class A> struct LogNormalizer {
+  A m = A(0), log_z = A(0);
+  FUSEDKD_HD A lse() const { return m + log_z; }  // bit for bit OnlineLSE::lse()
+  template <class V> FUSEDKD_HD_FORCEINLINE V prob(V x) const { return exp_((x - m) - log_z); }
+};
+// For a softmax over the set with normalizer nt plus one more logit x (a target split off):
+// p_x = e^(x − m) / (z + e^(x − m)) = 1 / (1 + exp(log z − (x − m))), with m and log z apart (see
+// LogNormalizer): one exp and a division, exact at both ends (x − m = ±inf gives 1 or 0).
+template <class A> FUSEDKD_HD_INLINE A prob_of_extra(const LogNormalizer<A>& nt, A x) {
+  return A(1) / (A(1) + exp_(nt.log_z - (x - nt.m)));
+}
+template <class S> FUSEDKD_HD_INLINE auto log_normalizer(const S& st) {
+  LogNormalizer<decltype(st.m)> n;
+  n.m = st.m;
+  n.log_z = log_(st.z);
+  return n;
+}
+
+// 0 for a finite x, NaN for ±inf and NaN: added to a row's statistics, it makes the whole row NaN
+// when one of its normalizers is not finite (docs/math.md, "Non-finite inputs").
+template <class A> FUSEDKD_HD_INLINE A nan_unless_finite(A x) { return x - x; }
+
+// A quantity that cannot be negative (a divergence, a cross-entropy), computed as x: a negative
+// finite x is rounding (the exact value is ≥ 0, so 0 is closer to it than x), −inf an overflow
+// (NaN); NaN and +inf pass.
+template <class A> FUSEDKD_HD_INLINE A nonnegative(A x) {
+  if (x == neg_inf<A>()) return x - x;  // NaN
+  return x < A(0) ? A(0) : x;
+}
 
 // log(exp(a) + exp(b)), exact when either is -inf.
 template <class A> FUSEDKD_HD_INLINE A log_add_exp(A a, A b) {

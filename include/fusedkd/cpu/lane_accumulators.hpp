@@ -67,7 +67,7 @@ template <int W> struct LaneLSE {
     OnlineLSE<float> s;
     s.m = M;
     s.z = hsum(select(keep, z * exp_(m - M), V(0.0f)));
-    if (s.z > 0.0f) into.merge(s);
+    if (s.z != 0.0f) into.merge(s);  // z = 0: no column; NaN joins
   }
 };
 
@@ -114,7 +114,7 @@ template <int W> struct LaneLSEDot {
     s.m = M;
     s.z = hsum(z * scale);
     s.d = hsum(d * scale);
-    if (s.z > 0.0f) into.merge(s);
+    if (s.z != 0.0f) into.merge(s);  // z = 0: no column; NaN joins
   }
 };
 

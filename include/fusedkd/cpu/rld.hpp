@@ -152,7 +152,7 @@ void rld_rows(const RLDParams& params, const LogitsView<TS, TT>& x, const Labels
 template <class TS, class TT, class TL, class A, class TG>
 A run_rld(const RLDParams& params, const LogitsView<TS, TT>& x, const LabelsView<TL>& labels, Reduction reduction,
           RowOutputs<A, TG> out) {
-  validate(params);
+  validate(params, accumulation_of<A>());
   validate_shape<RLD<A>>(x);
   require(labels.data != nullptr || x.rows == 0, "target: RLD needs labels");
   validate_labels(labels, x.rows, x.cols);

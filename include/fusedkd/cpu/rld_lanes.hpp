@@ -103,15 +103,18 @@ FUSEDKD_LANES_INLINE RLD<float>::Row rld_row_lanes(const RLD<float>::Context& c,
   RLD<float>::Stats st;
   st.s_nt_a.m = r_nt;
   st.s_nt_a.z = hsum(total.z_nt);
-  st.t_top.m = M_t;
+  // no lane saw a teacher logit above −inf: no arg-max, as ScaledTopLSE leaves m = −inf (a NaN row)
+  st.t_top.m = m_arg == std::numeric_limits<long long>::max() ? -INFINITY : M_t;
   st.t_top.rest = hsum(total.rest);
   st.t_top.k = c.inv_a;
   st.t_top.arg = m_arg;
-  if (k_nonempty) {  // else both stay empty (m = −inf), as the pushes leave them
+  const float z_kt = hsum(total.z_kt);
+  if (k_nonempty && z_kt != 0.0f) {  // else both stay empty (m = −inf), as the pushes leave them (also
+                                     // when every teacher logit in K is −inf: no distribution over K)
     st.s_k.m = r_ks;
     st.s_k.z = hsum(total.z_ks);
     st.t_k.m = r_kt;
-    st.t_k.z = hsum(total.z_kt);
+    st.t_k.z = z_kt;
     st.t_k.d = hsum(total.d);
   }
   const RLD<float>::Row r = RLD<float>::finalize(c, st);

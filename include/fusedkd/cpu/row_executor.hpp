@@ -230,7 +230,7 @@ A run_batch(Reduction reduction, std::int64_t rows, std::int64_t counted, Out ou
 template <template <class> class Loss, class Params, class TS, class TT, class TL, class A, class TG>
 A run_loss(const Params& params, const LogitsView<TS, TT>& x, const LabelsView<TL>& labels, Reduction reduction,
            RowOutputs<A, TG> out) {
-  validate(params);
+  validate(params, accumulation_of<A>());
   validate_shape<Loss<A>>(x);
   validate_labels(labels, x.rows, x.cols);
   return run_batch<A>(reduction, x.rows, count_counted_rows(labels, x.rows), out,

@@ -120,19 +120,20 @@ void uskd_stats_rows_scalar(const USKDParams& params, const StudentWeakView<TS, 
 template <int W> struct LaneUSKDStats {
   using V = FloatLanes<W>;
   LaneLSE<W> s_nt;     // lse_{j≠y}(s)
-  LaneLSE<W> w;        // lse(w)
+  LaneLSE<W> w_nt;     // lse_{j≠y}(w)
   V sum_w = V(0.0f);   // Σ_j w_j
 
   // Columns j … j + W − 1, of which the lanes in keep join.
   FUSEDKD_LANES_INLINE void push(long long y, IndexLanes<W> j, V sj, V wj, LaneMask<W> keep) {
-    s_nt.push(sj, keep && (j != y));
-    w.push(wj, keep);
+    const LaneMask<W> nt = keep && (j != y);
+    s_nt.push(sj, nt);
+    w_nt.push(wj, nt);
     sum_w += select(keep, wj, V(0.0f));
   }
   // Merges the lanes, in lane order, into `into`.
   FUSEDKD_LANES_INLINE void reduce_into(USKDStats<float>& into) const {
     s_nt.reduce_into(into.s_nt);
-    w.reduce_into(into.w);
+    w_nt.reduce_into(into.w_nt);
     into.sum_w += hsum(sum_w);
   }
 };
@@ -240,7 +241,10 @@ void rank_row(std::int64_t C, Score&& score, RankScratch& scratch, Visit&& visit
     std::vector<std::int64_t>& order = scratch.order;
     value.resize(std::size_t(C));
     order.resize(std::size_t(C));
-    for (std::int64_t j = 0; j < C; ++j) value[j] = score(j);
+    for (std::int64_t j = 0; j < C; ++j) {  // NaN scores (a NaN row) sorted as −inf: no UB in std::sort
+      const double v = score(j);
+      value[j] = v == v ? v : -double(INFINITY);
+    }
     std::iota(order.begin(), order.end(), std::int64_t(0));
     std::sort(order.begin(), order.end(),
               [&](std::int64_t a, std::int64_t b) { return uskd_rank_before(value[a], a, value[b], b); });
@@ -390,14 +394,15 @@ FUSEDKD_LANES_INLINE void uskd_rows_lanes(const USKDParams& params, const Studen
           nt_lanes += select(lane_keep<W>(first) && !is_y, z * (r.lse_nt_s - sj), V(0.0f));
           if (gs) {
             // ∂ℓ/∂s_j = α soft p_s,j + β (q_s,j − z_j) for j ≠ y, grad_s_y at y   (uskd_grad_student)
-            const V ps = exp_(sj - r.lse_s);
-            const V q = exp_(sj - r.lse_nt_s);
+            const V ds = sj - r.m_s;  // m and log z apart (uskd_grad_student)
+            const V ps = exp_(ds - r.log_z_s);
+            const V q = exp_(ds - r.log_z_nt_s);
             store_lanes(gs + j, scale * select(is_y, V(r.grad_s_y), r.alpha * r.soft * ps + r.beta * (q - z)));
           }
           if (gw) {
             // ∂ℓ/∂w_j = μ (p_w,j − smooth_j)   (uskd_grad_weak)
             const V smooth = select(is_y, V(r.smooth_y), V(r.smooth_other));
-            store_lanes(gw + j, scale * (r.mu * (exp_(load_lanes<W>(w + j) - r.lse_w) - smooth)));
+            store_lanes(gw + j, scale * (r.mu * (exp_((load_lanes<W>(w + j) - r.m_w) - r.log_z_w) - smooth)));
           }
         },
         [&](std::int64_t) FUSEDKD_LANES_INLINE_LAMBDA {

@@ -107,7 +107,7 @@ void launch_row_local(const Params& params, const LogitsView<TS, TT>& x, const D
   using A = acc_t<TS>;
   using L = Loss<A>;
   static_assert(std::is_same<acc_t<TS>, acc_t<TT>>::value, "float64 logits must be paired with float64 logits");
-  validate(params);
+  validate(params, accumulation_of<A>());
   detail::check_rows_cols(x.rows, x.cols);
   validate_shape<L>(x);
   require(!L::uses_label || labels.data != nullptr || x.rows == 0, "target: this loss needs labels");

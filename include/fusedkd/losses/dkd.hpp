@@ -22,8 +22,9 @@ struct DKDParams {
   double temperature = 4.0;
 };
 
-inline void validate(const DKDParams& p) {
-  require_temperature(p.temperature, "temperature");
+// acc: the accumulation type the loss runs in (the temperature range depends on it, params.hpp).
+inline void validate(const DKDParams& p, Accumulation acc = Accumulation::Double) {
+  require_temperature(p.temperature, "temperature", acc);
   require_finite(p.alpha, "alpha");
   require_finite(p.beta, "beta");
 }
@@ -65,23 +66,31 @@ template <class A> struct DKD {
 
   struct Row {
     A loss;
-    A lse_nt_s, lse_nt_t;
-    A target_gap;  // p_s,y − p_t,y
+    LogNormalizer<A> s_nt, t_nt;  // of the non-target s/τ and t/τ
+    A target_gap;                 // p_s,y − p_t,y
   };
 
+  // A row with a NaN or +inf logit, or no finite one among the non-targets, is NaN: loss and
+  // every gradient entry (docs/math.md, "Non-finite inputs"). TCKD and NCKD are never negative.
   FUSEDKD_HD static Row finalize(const Context& c, const Stats& st) {
     Row r;
-    r.lse_nt_s = st.s_nt.lse();
-    r.lse_nt_t = st.t_nt.lse();
-    const A lse_s = log_add_exp(r.lse_nt_s, c.u_y);
-    const A lse_t = log_add_exp(r.lse_nt_t, c.v_y);
-    const A log_ps_y = c.u_y - lse_s, log_ps_nt = r.lse_nt_s - lse_s;
-    const A log_pt_y = c.v_y - lse_t, log_pt_nt = r.lse_nt_t - lse_t;
+    r.s_nt = log_normalizer(st.s_nt);
+    r.t_nt = log_normalizer(st.t_nt);
+    const A lse_nt_s = r.s_nt.lse(), lse_nt_t = r.t_nt.lse();
+    const A lse_s = log_add_exp(lse_nt_s, c.u_y);
+    const A lse_t = log_add_exp(lse_nt_t, c.v_y);
+    const A log_ps_y = c.u_y - lse_s, log_ps_nt = lse_nt_s - lse_s;
+    const A log_pt_y = c.v_y - lse_t, log_pt_nt = lse_nt_t - lse_t;
     const A tau2 = c.tau * c.tau;
-    const A tckd = tau2 * (kl_term(log_pt_y, log_ps_y) + kl_term(log_pt_nt, log_ps_nt));
-    const A nckd = tau2 * (st.t_nt.mean_v() * c.inv_tau - r.lse_nt_t + r.lse_nt_s);
-    r.loss = c.alpha * tckd + c.beta * nckd;
-    r.target_gap = exp_(log_ps_y) - exp_(log_pt_y);
+    const A tckd = nonnegative(tau2 * (kl_term(log_pt_y, log_ps_y) + kl_term(log_pt_nt, log_ps_nt)));
+    const A nckd = nonnegative(tau2 * (st.t_nt.mean_v() * c.inv_tau - lse_nt_t + lse_nt_s));
+    const A bad = nan_unless_finite(lse_s) + nan_unless_finite(lse_t) + nan_unless_finite(lse_nt_s) +
+                  nan_unless_finite(lse_nt_t);
+    r.loss = c.alpha * tckd + c.beta * nckd + bad;
+    // p_s,y − p_t,y for the gradient, with m and log z apart (log_ps_y above rounds lse to one number)
+    r.target_gap = prob_of_extra(r.s_nt, c.u_y) - prob_of_extra(r.t_nt, c.v_y) + bad;
+    r.s_nt.log_z += bad;
+    r.t_nt.log_z += bad;
     return r;
   }
 
@@ -103,7 +112,7 @@ template <class A> struct DKD {
     return select(is_y, c.tau * c.alpha * r.target_gap, c.tau * (c.beta * (q_s - q_t) - c.alpha * r.target_gap * q_s));
   }
   template <class V, class J> FUSEDKD_HD_FORCEINLINE static V grad(const Context& c, const Row& r, J j, V sj, V tj) {
-    return grad_from_probs(c, r, j == c.y, exp_(sj * c.inv_tau - r.lse_nt_s), exp_(tj * c.inv_tau - r.lse_nt_t));
+    return grad_from_probs(c, r, j == c.y, r.s_nt.prob(sj * c.inv_tau), r.t_nt.prob(tj * c.inv_tau));
   }
 };
 

@@ -2,7 +2,7 @@
 //
 //   ℓ = τ² Σ_j p_t,j (log p_t,j − log p_s,j),   p = softmax(x / τ)
 //     = τ² [ (1/τ) Σ_j p_t,j (t_j − s_j) − lse(t/τ) + lse(s/τ) ]
-//   ∂ℓ/∂s_j = τ (p_s,j − p_t,j)
+//   ∂ℓ/∂s_j = τ (p_s,j − p_t,j),   p_j = exp((x_j/τ − m) − log z)   (m and log z kept apart)
 #pragma once
 
 #include "../online_softmax.hpp"
@@ -15,7 +15,10 @@ struct KDParams {
   double temperature = 4.0;
 };
 
-inline void validate(const KDParams& p) { require_temperature(p.temperature, "temperature"); }
+// acc: the accumulation type the loss runs in (the temperature range depends on it, params.hpp).
+inline void validate(const KDParams& p, Accumulation acc = Accumulation::Double) {
+  require_temperature(p.temperature, "temperature", acc);
+}
 
 template <class A> struct KD {
   static constexpr bool uses_teacher = true;
@@ -45,14 +48,21 @@ template <class A> struct KD {
   using Stats = StatsT<A>;
 
   struct Row {
-    A loss, lse_s, lse_t;
+    A loss;
+    LogNormalizer<A> s, t;  // of s/τ and t/τ
   };
 
+  // A row with a NaN or +inf logit, or no finite one, is NaN: loss and every gradient entry
+  // (docs/math.md, "Non-finite inputs"). The KL is never negative (nonnegative()).
   FUSEDKD_HD static Row finalize(const Context& c, const Stats& st) {
     Row r;
-    r.lse_s = st.s.lse();
-    r.lse_t = st.t.lse();
-    r.loss = c.tau * c.tau * (st.t.mean_v() * c.inv_tau - r.lse_t + r.lse_s);
+    r.s = log_normalizer(st.s);
+    r.t = log_normalizer(st.t);
+    const A lse_s = r.s.lse(), lse_t = r.t.lse();
+    const A bad = nan_unless_finite(lse_s) + nan_unless_finite(lse_t);
+    r.loss = nonnegative(c.tau * c.tau * (st.t.mean_v() * c.inv_tau - lse_t + lse_s)) + bad;
+    r.s.log_z += bad;
+    r.t.log_z += bad;
     return r;
   }
 
@@ -75,7 +85,7 @@ template <class A> struct KD {
     return c.tau * (p_s - p_t);
   }
   template <class V, class J> FUSEDKD_HD_FORCEINLINE static V grad(const Context& c, const Row& r, J j, V sj, V tj) {
-    return grad_from_probs(c, r, j, exp_(sj * c.inv_tau - r.lse_s), exp_(tj * c.inv_tau - r.lse_t));
+    return grad_from_probs(c, r, j, r.s.prob(sj * c.inv_tau), r.t.prob(tj * c.inv_tau));
   }
 };
 

@@ -24,8 +24,9 @@ struct NKDParams {
   double gamma = 1.5;
 };
 
-inline void validate(const NKDParams& p) {
-  require_temperature(p.temperature, "temperature");
+// acc: the accumulation type the loss runs in (the temperature range depends on it, params.hpp).
+inline void validate(const NKDParams& p, Accumulation acc = Accumulation::Double) {
+  require_temperature(p.temperature, "temperature", acc);
   require_finite(p.gamma, "gamma");
 }
 
@@ -78,28 +79,41 @@ template <class A> struct NKD {
 
   struct Row {
     A loss;
-    A lse1_s;            // lse(s) at temperature 1
-    A lse_nt_s, lse_nt_t;  // lse_nt(s/τ), lse_nt(t/τ)
-    A pt_y;              // p_t,y at temperature 1
-    A nt_mass_s;         // 1 − p_s,y = Σ_{j≠y} p_s,j
-    A grad_y;            // ∂ℓ/∂s_y = −p_t,y (1 − p_s,y)
+    LogNormalizer<A> s1;          // of s at temperature 1 (all classes): log z from log_add_exp
+    LogNormalizer<A> s_nt, t_nt;  // of the non-target s/τ, t/τ
+    A pt_y;                       // p_t,y at temperature 1
+    A nt_mass_s;                  // 1 − p_s,y = Σ_{j≠y} p_s,j
+    A grad_y;                     // ∂ℓ/∂s_y = −p_t,y (1 − p_s,y)
   };
 
+  // A row with a NaN or +inf logit, or no finite one among the non-targets, is NaN: loss and
+  // every gradient entry (docs/math.md, "Non-finite inputs"). The cross-entropy is never negative.
   FUSEDKD_HD static Row finalize(const Context& c, const Stats& st) {
     Row r;
-    const A lse1_nt_s = c.unit_tau ? st.s_nt.lse() : st.s1_nt.lse();
+    const OnlineLSE<A>& s1_nt = c.unit_tau ? st.s_nt : st.s1_nt;
+    const A lse1_nt_s = s1_nt.lse();
     const A lse1_nt_t = c.unit_tau ? st.t_nt.lse() : st.t1_nt.lse();
-    r.lse1_s = log_add_exp(lse1_nt_s, c.s_y);                 // lse(s) = logaddexp(lse_nt(s), s_y)
-    const A lse1_t = log_add_exp(lse1_nt_t, c.t_y);           // lse(t)
-    r.pt_y = exp_(c.t_y - lse1_t);                            // p_t,y
-    const A neg_log_ps_y = r.lse1_s - c.s_y;                  // −log p_s,y
-    r.lse_nt_s = st.s_nt.lse();
-    r.lse_nt_t = st.t_nt.lse();
+    const A lse1_s = log_add_exp(lse1_nt_s, c.s_y);          // lse(s) = logaddexp(lse_nt(s), s_y)
+    const A lse1_t = log_add_exp(lse1_nt_t, c.t_y);          // lse(t)
+    r.s1.m = s1_nt.m;                                        // lse(s) − m = log(z + exp(s_y − m))
+    r.s1.log_z = log_add_exp(log_(s1_nt.z), c.s_y - s1_nt.m);
+    const LogNormalizer<A> t1_nt = c.unit_tau ? log_normalizer(st.t_nt) : log_normalizer(st.t1_nt);
+    r.pt_y = prob_of_extra(t1_nt, c.t_y);                    // p_t,y (m and log z apart)
+    const A neg_log_ps_y = lse1_s - c.s_y;                   // −log p_s,y
+    r.s_nt = log_normalizer(st.s_nt);
+    r.t_nt = log_normalizer(st.t_nt);
+    const A lse_nt_s = r.s_nt.lse(), lse_nt_t = r.t_nt.lse();
     // −Σ_{j≠y} q_t,j log q_s,j = lse_nt(s/τ) − (1/τ) Σ_{j≠y} q_t,j s_j
-    const A ce_nt = r.lse_nt_s - st.t_nt.mean_v() * c.inv_tau;
-    r.loss = r.pt_y * neg_log_ps_y + c.gamma * c.tau * c.tau * ce_nt;
-    r.nt_mass_s = exp_(lse1_nt_s - r.lse1_s);                // 1 − p_s,y, from lse_nt
-    r.grad_y = -r.pt_y * r.nt_mass_s;                         // p_t,y (p_s,y − 1)
+    const A ce_nt = nonnegative(lse_nt_s - st.t_nt.mean_v() * c.inv_tau);
+    const A bad = nan_unless_finite(lse1_s) + nan_unless_finite(lse1_t) + nan_unless_finite(lse1_nt_s) +
+                  nan_unless_finite(lse1_nt_t) + nan_unless_finite(lse_nt_s) + nan_unless_finite(lse_nt_t);
+    r.pt_y += bad;
+    r.loss = r.pt_y * neg_log_ps_y + c.gamma * c.tau * c.tau * ce_nt + bad;
+    r.nt_mass_s = exp_(log_(s1_nt.z) - r.s1.log_z);           // 1 − p_s,y = z / (z + exp(s_y − m))
+    r.grad_y = -r.pt_y * r.nt_mass_s;                        // p_t,y (p_s,y − 1)
+    r.s1.log_z += bad;
+    r.s_nt.log_z += bad;
+    r.t_nt.log_z += bad;
     return r;
   }
 
@@ -120,10 +134,10 @@ template <class A> struct NKD {
   }
 
   template <class V, class J> FUSEDKD_HD_FORCEINLINE static V grad(const Context& c, const Row& r, J j, V sj, V tj) {
-    if (c.unit_tau) return grad_from_probs(c, r, j == c.y, exp_(sj - r.lse_nt_s), exp_(tj - r.lse_nt_t));
-    const V ps = exp_(sj - r.lse1_s);                      // p_s,j (temperature 1)
-    const V q_s = exp_(sj * c.inv_tau - r.lse_nt_s);        // q_s,j (τ)
-    const V q_t = exp_(tj * c.inv_tau - r.lse_nt_t);        // q_t,j (τ)
+    if (c.unit_tau) return grad_from_probs(c, r, j == c.y, r.s_nt.prob(sj), r.t_nt.prob(tj));
+    const V ps = r.s1.prob(sj);                             // p_s,j (temperature 1)
+    const V q_s = r.s_nt.prob(sj * c.inv_tau);              // q_s,j (τ)
+    const V q_t = r.t_nt.prob(tj * c.inv_tau);              // q_t,j (τ)
     return select(j == c.y, r.grad_y, r.pt_y * ps + c.gamma * c.tau * (q_s - q_t));
   }
 };

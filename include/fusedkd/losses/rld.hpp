@@ -29,9 +29,10 @@ struct RLDParams {
   bool logit_standardization = false;
 };
 
-inline void validate(const RLDParams& p) {
-  require_temperature(p.temperature, "temperature");
-  require_temperature(p.alpha_temperature, "alpha_temperature");
+// acc: the accumulation type the loss runs in (the temperature range depends on it, params.hpp).
+inline void validate(const RLDParams& p, Accumulation acc = Accumulation::Double) {
+  require_temperature(p.temperature, "temperature", acc);
+  require_temperature(p.alpha_temperature, "alpha_temperature", acc);
   require_finite(p.alpha, "alpha");
   require_finite(p.beta, "beta");
 }
@@ -125,35 +126,47 @@ template <class A> struct RLD {
 
   struct Row {
     A loss;
-    A lse_nt_a_s;      // lse_{j≠y}(s/a)
-    A target_gap;      // p_s,y − p_t,m at a
-    A lse_k_s, lse_k_t;  // lse_K(s/τ), lse_K(t/τ)
+    LogNormalizer<A> s_nt_a;      // of the non-target s/a
+    A target_gap;                 // p_s,y − p_t,m at a
+    LogNormalizer<A> s_k, t_k;    // of s/τ and t/τ over K
     bool k_nonempty;
   };
 
+  // A row with a NaN or +inf logit, or no finite one (the student's non-targets, the teacher), is
+  // NaN: loss and every gradient entry (docs/math.md, "Non-finite inputs"). SCD and MCD are never
+  // negative.
   FUSEDKD_HD static Row finalize(const Context& c, const Stats& st) {
     Row r;
     // SCD: binary splits. Student around y: lse(s/a) = logaddexp(lse_nt, s_y/a).
     const A u_y = c.s_y * c.inv_a;
-    r.lse_nt_a_s = st.s_nt_a.lse();
-    const A lse_a_s = log_add_exp(r.lse_nt_a_s, u_y);
-    const A log_bs0 = u_y - lse_a_s, log_bs1 = r.lse_nt_a_s - lse_a_s;
+    r.s_nt_a = log_normalizer(st.s_nt_a);
+    const A lse_nt_a_s = r.s_nt_a.lse();
+    const A lse_a_s = log_add_exp(lse_nt_a_s, u_y);
+    const A log_bs0 = u_y - lse_a_s, log_bs1 = lse_nt_a_s - lse_a_s;
     // Teacher around its arg-max: b_t = [1, rest] / (1 + rest).
     const A log_norm = log_(A(1) + st.t_top.rest);
     const A log_bt0 = -log_norm, log_bt1 = log_(st.t_top.rest) - log_norm;  // log 0 = −inf → kl_term 0
-    const A scd = c.a * c.a * (kl_term(log_bt0, log_bs0) + kl_term(log_bt1, log_bs1));
-    r.target_gap = exp_(log_bs0) - exp_(log_bt0);
+    const A scd = nonnegative(c.a * c.a * (kl_term(log_bt0, log_bs0) + kl_term(log_bt1, log_bs1)));
+    A bad = nan_unless_finite(lse_a_s) + nan_unless_finite(lse_nt_a_s) + nan_unless_finite(st.t_top.m) +
+            nan_unless_finite(log_norm);
+    r.target_gap = prob_of_extra(r.s_nt_a, u_y) - exp_(log_bt0);  // m and log z apart
     // MCD over K; 0 when K is empty.
     r.k_nonempty = st.t_k.m > neg_inf<A>();
     A mcd = A(0);
-    r.lse_k_s = A(0);
-    r.lse_k_t = A(0);
+    r.s_k = LogNormalizer<A>{};
+    r.t_k = LogNormalizer<A>{};
     if (r.k_nonempty) {
-      r.lse_k_s = st.s_k.lse();
-      r.lse_k_t = st.t_k.lse();
-      mcd = c.tau * c.tau * (st.t_k.mean_v() * c.inv_tau - r.lse_k_t + r.lse_k_s);
+      r.s_k = log_normalizer(st.s_k);
+      r.t_k = log_normalizer(st.t_k);
+      const A lse_k_s = r.s_k.lse(), lse_k_t = r.t_k.lse();
+      mcd = nonnegative(c.tau * c.tau * (st.t_k.mean_v() * c.inv_tau - lse_k_t + lse_k_s));
+      bad += nan_unless_finite(lse_k_s) + nan_unless_finite(lse_k_t);
+      r.s_k.log_z += bad;
+      r.t_k.log_z += bad;
     }
-    r.loss = c.alpha * scd + c.beta * mcd;
+    r.loss = c.alpha * scd + c.beta * mcd + bad;
+    r.target_gap += bad;
+    r.s_nt_a.log_z += bad;
     return r;
   }
 
@@ -172,9 +185,9 @@ template <class A> struct RLD {
     return r.k_nonempty ? scd + select(in_k, mcd_grad(c, p_k_s, p_k_t), V(A(0))) : scd;
   }
   template <class V, class J> FUSEDKD_HD_FORCEINLINE static V grad(const Context& c, const Row& r, J j, V sj, V tj) {
-    const V scd = scd_grad(c, r, j == c.y, exp_(sj * c.inv_a - r.lse_nt_a_s));
+    const V scd = scd_grad(c, r, j == c.y, r.s_nt_a.prob(sj * c.inv_a));
     if (!r.k_nonempty) return scd;
-    const V mcd = mcd_grad(c, exp_(sj * c.inv_tau - r.lse_k_s), exp_(tj * c.inv_tau - r.lse_k_t));
+    const V mcd = mcd_grad(c, r.s_k.prob(sj * c.inv_tau), r.t_k.prob(tj * c.inv_tau));
     return scd + select(tj < c.t_y, mcd, V(A(0)));
   }
 };

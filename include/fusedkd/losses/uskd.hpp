@@ -45,16 +45,18 @@ inline void validate(const USKDParams& p) {
 // Pass 1 statistics of a row (label y); merge is associative.
 template <class A> struct USKDStats {
   OnlineLSE<A> s_nt;  // lse_{j≠y}(s)
-  OnlineLSE<A> w;     // lse(w)
+  OnlineLSE<A> w_nt;  // lse_{j≠y}(w): 1 − p_w,y = exp(lse_nt(w) − lse(w)) keeps its precision as p_w,y → 1
   A sum_w = A(0);     // Σ_j w_j
   FUSEDKD_HD void push(long long y, long long j, A sj, A wj) {
-    if (j != y) s_nt.push(sj);
-    w.push(wj);
+    if (j != y) {
+      s_nt.push(sj);
+      w_nt.push(wj);
+    }
     sum_w += wj;
   }
   FUSEDKD_HD void merge(const USKDStats& o) {
     s_nt.merge(o.s_nt);
-    w.merge(o.w);
+    w_nt.merge(o.w_nt);
     sum_w += o.sum_w;
   }
 };
@@ -66,10 +68,13 @@ template <class A> struct USKDRowStats {
   A lse_nt_s;   // lse_{j≠y}(s)
   A log_ps_y;   // log p_s,y
   A u;          // p_s,y²
-  A lse_w;      // lse(w)
-  A den_w;      // 1 − p_w,y + 1e-6
+  A lse_w;      // lse(w) = logaddexp(lse_nt(w), w_y)
+  A den_w;      // 1 − p_w,y + 1e-6, 1 − p_w,y = exp(lse_nt(w) − lse(w))
   A den_s;      // 1 − log p_s,y + 1e-6
   A weak_loss;  // W (already times μ)
+  // For the gradients, the normalizers with their max and log z kept apart (LogNormalizer):
+  // p_s,j = exp((s_j − m_s) − log_z_s), q_s,j = exp((s_j − m_s) − log_z_nt_s), p_w,j likewise.
+  A m_s, log_z_s, log_z_nt_s, m_w, log_z_w;
 };
 
 template <class A>
@@ -78,16 +83,23 @@ FUSEDKD_HD_INLINE USKDRowStats<A> uskd_row_stats(const USKDParams& p, const USKD
   USKDRowStats<A> r;
   r.s_y = s_y;
   r.lse_nt_s = st.s_nt.lse();
+  r.m_s = st.s_nt.m;
+  r.log_z_nt_s = log_(st.s_nt.z);
+  r.log_z_s = log_add_exp(r.log_z_nt_s, s_y - r.m_s);      // lse(s) − m_s
+  r.m_w = st.w_nt.m;
+  r.log_z_w = log_add_exp(log_(st.w_nt.z), w_y - r.m_w);    // lse(w) − m_w
   r.lse_s = log_add_exp(r.lse_nt_s, s_y);                  // lse(s)
   r.log_ps_y = s_y - r.lse_s;                               // log p_s,y
   const A ps_y = exp_(r.log_ps_y);
   r.u = ps_y * ps_y;                                        // u = p_s,y²
-  r.lse_w = st.w.lse();                                     // lse(w)
+  const A lse_nt_w = st.w_nt.lse();
+  r.lse_w = log_add_exp(lse_nt_w, w_y);                     // lse(w)
   const A log_pw_y = w_y - r.lse_w;
-  r.den_w = (A(1) - exp_(log_pw_y)) + A(1e-6);              // 1 − p_w,y + 1e-6
+  r.den_w = exp_(lse_nt_w - r.lse_w) + A(1e-6);             // 1 − p_w,y + 1e-6, without cancellation
   r.den_s = (A(1) - r.log_ps_y) + A(1e-6);                  // 1 − log p_s,y + 1e-6
   const A mean_log_pw = st.sum_w / A(C) - r.lse_w;          // (1/C) Σ_j log p_w,j
-  r.weak_loss = -A(p.mu) * (A(0.9) * log_pw_y + A(0.1) * mean_log_pw);  // −μ Σ_j smooth_j log p_w,j
+  // −μ Σ_j smooth_j log p_w,j (the cross-entropy is never negative)
+  r.weak_loss = A(p.mu) * nonnegative(-(A(0.9) * log_pw_y + A(0.1) * mean_log_pw));
   return r;
 }
 
@@ -116,6 +128,7 @@ template <class A> struct USKDRow {
   A soft;    // u + 1 − mean_u
   A inv_z;   // 1 / Z,  Z = Σ_{j≠y} 1/(rank_j+1)
   A lse_s, lse_nt_s, lse_w;
+  A m_s, log_z_s, log_z_nt_s, m_w, log_z_w;  // as USKDRowStats (the gradients' probabilities)
   A grad_s_y;  // ∂ℓ/∂s_y = −α soft (1 − p_s,y)
   A alpha, beta, mu, smooth_other, smooth_y;  // weights; smooth_j = 0.1/C (+0.9 at y)
 };
@@ -126,15 +139,24 @@ FUSEDKD_HD_INLINE USKDRow<A> uskd_row(const USKDParams& p, const USKDRowStats<A>
                                       long long C, double harmonic_C, long long rank_y) {
   USKDRow<A> r;
   r.y = y;
-  r.soft = st.u + A(1) - mean_u;                                        // soft = u + 1 − mean u
+  // A row with a NaN or +inf logit, or a student target of −inf (its rank score is −inf/inf), is
+  // NaN: loss and both gradient rows (docs/math.md, "Non-finite inputs").
+  const A bad = nan_unless_finite(st.lse_s) + nan_unless_finite(st.lse_nt_s) + nan_unless_finite(st.lse_w) +
+                nan_unless_finite(st.den_s) + nan_unless_finite(st.den_w);
+  r.soft = st.u + A(1) - mean_u + bad;                                  // soft = u + 1 − mean u
   r.inv_z = A(1.0 / (harmonic_C - 1.0 / double(rank_y + 1)));         // Z = H_C − 1/(rank_y+1)
   r.lse_s = st.lse_s;
   r.lse_nt_s = st.lse_nt_s;
-  r.lse_w = st.lse_w;
+  r.lse_w = st.lse_w + bad;
+  r.m_s = st.m_s;
+  r.log_z_s = st.log_z_s + bad;
+  r.log_z_nt_s = st.log_z_nt_s + bad;
+  r.m_w = st.m_w;
+  r.log_z_w = st.log_z_w + bad;
   r.alpha = A(p.alpha);
   r.beta = A(p.beta);
   r.mu = A(p.mu);
-  r.grad_s_y = -r.alpha * r.soft * exp_(st.lse_nt_s - st.lse_s);     // α soft (p_s,y − 1)
+  r.grad_s_y = -r.alpha * r.soft * exp_(st.log_z_nt_s - st.log_z_s);  // α soft (p_s,y − 1)
   r.smooth_other = A(0.1) / A(C);
   r.smooth_y = A(0.9) + r.smooth_other;
   return r;
@@ -152,20 +174,20 @@ template <class A> FUSEDKD_HD_INLINE A uskd_nt_term(const USKDRow<A>& r, A sj, l
 
 // ℓ = α T + β NT + W, given NT = Σ_{j≠y} uskd_nt_term(...).
 template <class A> FUSEDKD_HD_INLINE A uskd_row_loss(const USKDRow<A>& r, const USKDRowStats<A>& st, A nt) {
-  return r.alpha * r.soft * (-st.log_ps_y) + r.beta * nt + st.weak_loss;
+  return r.alpha * r.soft * (-st.log_ps_y) + r.beta * nonnegative(nt) + st.weak_loss;
 }
 
 // ∂ℓ/∂s_j (rank_j ignored at j = y).
 template <class A> FUSEDKD_HD_INLINE A uskd_grad_student(const USKDRow<A>& r, long long j, A sj, long long rank_j) {
   if (j == r.y) return r.grad_s_y;
-  const A ps = exp_(sj - r.lse_s);      // p_s,j
-  const A q = exp_(sj - r.lse_nt_s);    // q_s,j
+  const A ps = exp_((sj - r.m_s) - r.log_z_s);      // p_s,j
+  const A q = exp_((sj - r.m_s) - r.log_z_nt_s);    // q_s,j
   return r.alpha * r.soft * ps + r.beta * (q - uskd_zipf(r, rank_j));
 }
 
 // ∂ℓ/∂w_j = μ (p_w,j − smooth_j).
 template <class A> FUSEDKD_HD_INLINE A uskd_grad_weak(const USKDRow<A>& r, long long j, A wj) {
-  return r.mu * (exp_(wj - r.lse_w) - (j == r.y ? r.smooth_y : r.smooth_other));
+  return r.mu * (exp_((wj - r.m_w) - r.log_z_w) - (j == r.y ? r.smooth_y : r.smooth_other));
 }
 
 }  // namespace fusedkd
