@@ -63,7 +63,7 @@ std::tuple<Tensor, Tensor> run_row_local(const typename Loss::Params& params, co
     using TS = typename decltype(ts)::type;
     using TT = typename decltype(tt)::type;
     using A = acc_t<TS>;
-    try { validate(params, accumulation_of<A>()); } catch (const Error& e) { STD_TORCH_CHECK(false, e.what()); }
+    try { validate(params, accumulation_of<A>()); } catch (const Error& e) { fail(user_message(e)); }
     LogitsView<TS, TT> x{static_cast<const TS*>(student.data_ptr()), student.stride(0),
                          static_cast<const TT*>(teacher.data_ptr()), teacher.stride(0), N, C};
     auto run = [&](auto tl, const void* label_ptr) {

@@ -78,7 +78,7 @@ __device__ __forceinline__ void uskd_stats_row(const USKDParams& p, const USKDAr
     r = uskd_row_stats(p, st, A(load_elem(s + y)), A(load_elem(w + y)), a.cols);
   } else if (kind == RowKind::BadLabel) {
     const A nan = quiet_nan<A>();
-    r = USKDRowStats<A>{nan, nan, nan, nan, nan, nan, nan, nan, nan};
+    r = USKDRowStats<A>{nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan};
   }
   a.row_stats[i] = r;
 }
