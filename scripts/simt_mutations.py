@@ -111,7 +111,8 @@ def main(names: list[str]) -> int:
         else:
             t = run([os.path.join(BUILD, "simt_test_cuda_executor"), f"--gtest_filter={flt}", "--gtest_brief=1"],
                     timeout=900)
-            failed = [l.split("] ")[-1] for l in t.stdout.splitlines() if l.startswith("[  FAILED  ]") and "," not in l]
+            failed = sorted({l.split("] ", 1)[1].split(",")[0].split(" (")[0] for l in t.stdout.splitlines()
+                             if l.startswith("[  FAILED  ]") and "listed below" not in l})
             verdict = f"caught: {len(failed)} failed ({', '.join(failed[:2])}{', …' if len(failed) > 2 else ''})" \
                 if t.returncode else "SURVIVED (all tests passed)"
             if not t.returncode:
