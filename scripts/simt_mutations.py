@@ -57,13 +57,13 @@ MUTANTS = {
         "uskd_kernels.cuh",
         "        rank[q] += (rk > rj[q] || (rk == rj[q] && k < j)) ? 1 : 0;\n      }\n    }\n    __syncthreads();",
         "        rank[q] += (rk > rj[q] || (rk == rj[q] && k < j)) ? 1 : 0;\n      }\n    }",
-        "Grid/USKD_f32_f32_C4096_*",
+        "Grid/*USKD_f32_f32_C4096_*",
     ),
     "block_above_launch_bounds": (
         "traits.cuh",
         "                                                                : 512;",
         "                                                                : 1024;",
-        "Grid/*_f32_f32_C4096_N3",
+        "Losses/CudaLoss.ExtremeLogits/*",
     ),
     "split_partials_indexed_wrongly": (
         "row_kernels.cuh",

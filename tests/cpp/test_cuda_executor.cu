@@ -452,7 +452,7 @@ class CudaLoss : public ::testing::TestWithParam<LossId> {};
 
 TEST_P(CudaLoss, ExtremeLogits) {
   SKIP_WITHOUT_GPU();
-  for (int64_t C0 : {100, 50257}) {
+  for (int64_t C0 : {100, 6000, 50257}) {  // Group, Block (512 threads), Split
     const int64_t C = cols_for(GetParam(), C0);
     SCOPED_TRACE("C = " + std::to_string(C));
     compare_all_reductions<float, float>(GetParam(), 8, C, 0, 0, DataKind::Extreme, 11);
