@@ -20,34 +20,24 @@
 
 namespace fusedkd::cuda {
 
-// Launch limits of every supported GPU (sm_70 and later).
-struct LaunchLimits {
-  static constexpr unsigned long long kMaxThreadsPerBlock = 1024;
-  static constexpr unsigned long long kMaxGridX = 0x7fffffffull;
-  static constexpr unsigned long long kMaxGridYZ = 65535;
-};
-
-// Throws unless `block` fits the kernel's __launch_bounds__(MaxThreads) and `grid` the hardware.
-template <int MaxThreads> inline void check_launch(const char* kernel, dim3 grid, dim3 block) {
-  static_assert(MaxThreads >= 1 && MaxThreads <= int(LaunchLimits::kMaxThreadsPerBlock),
-                "__launch_bounds__ must be in [1, 1024]");
+// Throws unless `block` fits the kernel's __launch_bounds__(MaxThreads). Grid limits are the
+// runtime's to check (cudaErrorInvalidConfiguration, also in the emulator).
+template <int MaxThreads> inline void check_launch(const char* kernel, dim3 block) {
+  static_assert(MaxThreads >= 1 && MaxThreads <= 1024, "__launch_bounds__ must be in [1, 1024]");
   const unsigned long long threads = (unsigned long long)block.x * block.y * block.z;
   require(threads >= 1 && threads <= (unsigned long long)MaxThreads,
           std::string(kernel) + ": a block of " + std::to_string(threads) + " threads exceeds the kernel's " +
               "__launch_bounds__(" + std::to_string(MaxThreads) + ")");
-  require(grid.x >= 1 && grid.y >= 1 && grid.z >= 1 && grid.x <= LaunchLimits::kMaxGridX &&
-              grid.y <= LaunchLimits::kMaxGridYZ && grid.z <= LaunchLimits::kMaxGridYZ,
-          std::string(kernel) + ": grid (" + std::to_string(grid.x) + ", " + std::to_string(grid.y) + ", " +
-              std::to_string(grid.z) + ") is outside the device's limits");
 }
 
 template <int MaxThreads, class... Params, class... Args>
 inline void launch_kernel(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream,
                           Args&&... args) {
   static_assert(sizeof...(Params) == sizeof...(Args), "launch_kernel: wrong number of kernel arguments");
-  check_launch<MaxThreads>(name, grid, block);
+  check_launch<MaxThreads>(name, block);
 #if defined(FUSEDKD_SIMT)
   simt::launch(name, kernel, grid, block, stream, Params(std::forward<Args>(args))...);
+  check_cuda(cudaGetLastError(), name);  // a failed emulated launch stops here, like a failed launch call
 #else
   cudaLaunchConfig_t config = {};
   config.gridDim = grid;

@@ -161,8 +161,6 @@ struct Fiber {
 struct SharedSlot {
   const void* key;
   void* ptr;
-  std::size_t bytes;
-  const char* name;
 };
 
 // Per OS thread: the fiber pool and the block being run.
@@ -170,7 +168,6 @@ struct Engine {
   std::vector<Fiber> fibers;
   std::vector<SharedSlot> shared;
   std::size_t shared_bytes = 0;
-  const char* kernel = nullptr;
   void (*body)(void*) = nullptr;
   void* arg = nullptr;
   int current = -1;
@@ -420,7 +417,6 @@ bool resolve_shuffle(Engine& e, unsigned w, std::string& failure) {
         break;
       }
     }
-    if (src >= int(lanes)) src = lane;  // cannot happen with a full mask; kept for safety
     Fiber& f = e.fibers[t];
     std::memcpy(f.shfl.out, e.fibers[lo + unsigned(src)].shfl.in, op.bytes);
   }
@@ -473,11 +469,8 @@ bool run_block(Engine& e, uint3 block_idx, dim3 grid, dim3 block, Rng* rng) {
     if (done == n) break;
     for (unsigned w = 0; w < warps && ok; ++w) {
       const unsigned lo = w * Limits::kWarpSize, hi = std::min(lo + Limits::kWarpSize, n);
-      bool any_shuffle = false, all_shuffle = true;
-      for (unsigned t = lo; t < hi; ++t) {
-        any_shuffle |= e.fibers[t].status == Status::Shuffle;
-        all_shuffle &= e.fibers[t].status == Status::Shuffle;
-      }
+      bool all_shuffle = true;
+      for (unsigned t = lo; t < hi; ++t) all_shuffle &= e.fibers[t].status == Status::Shuffle;
       if (!all_shuffle) continue;
       std::string why;
       if (resolve_shuffle(e, w, why)) {
@@ -571,7 +564,6 @@ void run_grid(const char* kernel, dim3 grid, dim3 block, void (*body)(void*), vo
                                                  "grid dims 2^31-1 x 65535 x 65535)");
     return;
   }
-  e.kernel = kernel;
   e.body = body;
   e.arg = arg;
   e.failed = false;
@@ -594,7 +586,6 @@ void run_grid(const char* kernel, dim3 grid, dim3 block, void (*body)(void*), vo
       break;
     }
   }
-  e.kernel = nullptr;
 }
 
 void syncthreads(const char* file, int line) {
@@ -634,7 +625,7 @@ void* block_shared(const void* key, std::size_t bytes, std::size_t align, const 
   void* p = nullptr;
   if (posix_memalign(&p, std::max<std::size_t>(align, 16), bytes ? bytes : 1) != 0) throw std::bad_alloc();
   std::memset(p, kPoison, bytes);
-  e.shared.push_back(SharedSlot{key, p, bytes, name});
+  e.shared.push_back(SharedSlot{key, p});
   return p;
 }
 
