@@ -53,7 +53,7 @@ def main() -> None:
         fusedkd.kd_loss(s, t)
 
     def raw_op():
-        torch.ops.fusedkd.kd.default(s.detach(), t, 4.0, "batchmean", True)
+        torch.ops.fusedkd.kd.default(s.detach(), t, 4.0, False, "batchmean", True)
 
     def trivial_step():
         s.grad = None

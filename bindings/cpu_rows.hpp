@@ -37,7 +37,7 @@ struct RLDRows {
   static constexpr bool has_labels = true;
 };
 
-// Rows [begin, end) of a row-local loss: cpu::run_rows<Loss> (RLD: cpu::rld_rows).
+// Rows [begin, end) of a row-local loss: cpu::loss_rows<Loss> (raw or standardized logits).
 template <class Loss, class TS, class TT, class TL> struct CpuRows {
   using A = acc_t<TS>;
   static void run(const typename Loss::Params& params, const LogitsView<TS, TT>& x, const LabelsView<TL>& labels,

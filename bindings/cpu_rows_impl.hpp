@@ -8,10 +8,10 @@
 namespace fusedkd::binding {
 
 namespace detail {
-template <class... Args> void loss_rows(KDRows, const Args&... args) { cpu::run_rows<KD>(args...); }
-template <class... Args> void loss_rows(DKDRows, const Args&... args) { cpu::run_rows<DKD>(args...); }
-template <class... Args> void loss_rows(NKDRows, const Args&... args) { cpu::run_rows<NKD>(args...); }
-template <class... Args> void loss_rows(RLDRows, const Args&... args) { cpu::rld_rows(args...); }
+template <class... Args> void loss_rows(KDRows, const Args&... args) { cpu::loss_rows<KD>(args...); }
+template <class... Args> void loss_rows(DKDRows, const Args&... args) { cpu::loss_rows<DKD>(args...); }
+template <class... Args> void loss_rows(NKDRows, const Args&... args) { cpu::loss_rows<NKD>(args...); }
+template <class... Args> void loss_rows(RLDRows, const Args&... args) { cpu::loss_rows<RLD>(args...); }
 }  // namespace detail
 
 template <class Loss, class TS, class TT, class TL>

@@ -16,11 +16,11 @@
 #include <torch/csrc/stable/library.h>
 
 STABLE_TORCH_LIBRARY(fusedkd, m) {
-  m.def("kd(Tensor student, Tensor teacher, float temperature, str reduction, bool compute_grad,"
-        " bool grad_private=False)"
+  m.def("kd(Tensor student, Tensor teacher, float temperature, bool logit_standardization, str reduction,"
+        " bool compute_grad, bool grad_private=False)"
         " -> (Tensor loss, Tensor grad_student)");
   m.def("dkd(Tensor student, Tensor teacher, Tensor target, float alpha, float beta, float temperature,"
-        " str reduction, int ignore_index, bool compute_grad, bool grad_private=False)"
+        " bool logit_standardization, str reduction, int ignore_index, bool compute_grad, bool grad_private=False)"
         " -> (Tensor loss, Tensor grad_student)");
   m.def("nkd(Tensor student, Tensor teacher, Tensor target, float temperature, float gamma,"
         " str reduction, int ignore_index, bool compute_grad, bool grad_private=False)"

@@ -18,14 +18,15 @@ inline void check_inputs(const Tensor& student, const Tensor& second, const char
   check_min_classes(student, min_classes);
 }
 
-inline KDParams kd_params(double temperature) {
+inline KDParams kd_params(double temperature, bool logit_standardization) {
   check_temperature(temperature, "temperature");
   KDParams p;
   p.temperature = temperature;
+  p.logit_standardization = logit_standardization;
   return p;
 }
 
-inline DKDParams dkd_params(double alpha, double beta, double temperature) {
+inline DKDParams dkd_params(double alpha, double beta, double temperature, bool logit_standardization) {
   check_finite(alpha, "alpha");
   check_finite(beta, "beta");
   check_temperature(temperature, "temperature");
@@ -33,6 +34,7 @@ inline DKDParams dkd_params(double alpha, double beta, double temperature) {
   p.alpha = alpha;
   p.beta = beta;
   p.temperature = temperature;
+  p.logit_standardization = logit_standardization;
   return p;
 }
 

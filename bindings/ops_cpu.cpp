@@ -88,18 +88,18 @@ std::tuple<Tensor, Tensor> run_row_local(const typename Loss::Params& params, co
   return {loss, grad};
 }
 
-std::tuple<Tensor, Tensor> kd_cpu(Tensor student, Tensor teacher, double temperature, std::string reduction,
-                                  bool compute_grad, bool /*grad_private*/) {
+std::tuple<Tensor, Tensor> kd_cpu(Tensor student, Tensor teacher, double temperature, bool logit_standardization,
+                                  std::string reduction, bool compute_grad, bool /*grad_private*/) {
   check_inputs(student, teacher, "teacher_logits", nullptr, KD<float>::min_classes);
-  const KDParams p = kd_params(temperature);
+  const KDParams p = kd_params(temperature, logit_standardization);
   return run_row_local<KDRows>(p, student, &teacher, nullptr, -100, reduction_from(reduction), compute_grad);
 }
 
 std::tuple<Tensor, Tensor> dkd_cpu(Tensor student, Tensor teacher, Tensor target, double alpha, double beta,
-                                   double temperature, std::string reduction, int64_t ignore_index,
-                                   bool compute_grad, bool /*grad_private*/) {
+                                   double temperature, bool logit_standardization, std::string reduction,
+                                   int64_t ignore_index, bool compute_grad, bool /*grad_private*/) {
   check_inputs(student, teacher, "teacher_logits", &target, DKD<float>::min_classes);
-  const DKDParams p = dkd_params(alpha, beta, temperature);
+  const DKDParams p = dkd_params(alpha, beta, temperature, logit_standardization);
   return run_row_local<DKDRows>(p, student, &teacher, &target, ignore_index, reduction_from(reduction),
                        compute_grad);
 }

@@ -139,20 +139,20 @@ std::tuple<Tensor, Tensor> run_teacher_loss(const Params& p, const Tensor& stude
   return {std::get<0>(out), std::get<1>(out)};
 }
 
-std::tuple<Tensor, Tensor> kd_cuda(Tensor student, Tensor teacher, double temperature, std::string reduction,
-                                   bool compute_grad, bool /*grad_private*/) {
+std::tuple<Tensor, Tensor> kd_cuda(Tensor student, Tensor teacher, double temperature, bool logit_standardization,
+                                   std::string reduction, bool compute_grad, bool /*grad_private*/) {
   check_inputs(student, teacher, "teacher_logits", nullptr, KD<float>::min_classes);
   check_on_cuda(student, teacher, "teacher_logits", nullptr);
-  return run_teacher_loss(kd_params(temperature), student, teacher, nullptr, -100, reduction, compute_grad,
+  return run_teacher_loss(kd_params(temperature, logit_standardization), student, teacher, nullptr, -100, reduction, compute_grad,
                           [](const KDParams& q, const LossCall& c) { kernels::kd(q, c); });
 }
 
 std::tuple<Tensor, Tensor> dkd_cuda(Tensor student, Tensor teacher, Tensor target, double alpha, double beta,
-                                    double temperature, std::string reduction, int64_t ignore_index,
-                                    bool compute_grad, bool /*grad_private*/) {
+                                    double temperature, bool logit_standardization, std::string reduction,
+                                    int64_t ignore_index, bool compute_grad, bool /*grad_private*/) {
   check_inputs(student, teacher, "teacher_logits", &target, DKD<float>::min_classes);
   check_on_cuda(student, teacher, "teacher_logits", &target);
-  return run_teacher_loss(dkd_params(alpha, beta, temperature), student, teacher, &target, ignore_index, reduction,
+  return run_teacher_loss(dkd_params(alpha, beta, temperature, logit_standardization), student, teacher, &target, ignore_index, reduction,
                           compute_grad, [](const DKDParams& q, const LossCall& c) { kernels::dkd(q, c); });
 }
 

@@ -9,12 +9,29 @@
 // so the same code serves CPU loops and CUDA warp/block reductions.
 #pragma once
 
+#include <type_traits>
+#include <utility>
+
 #include "config.hpp"
 #include "numeric.hpp"
 
 namespace fusedkd {
 
 constexpr double kStandardizeEps = 1e-7;  // ε, as the reference
+
+// Whether a loss's parameters carry the `logit_standardization` flag (KD, DKD, RLD), and its value.
+// The executors run any such loss on the standardized rows when it is set: standardization is a
+// transform of the row's inputs, never a per-loss code path.
+template <class P, class = void> struct has_logit_standardization : std::false_type {};
+template <class P>
+struct has_logit_standardization<P, std::void_t<decltype(std::declval<const P&>().logit_standardization)>>
+    : std::true_type {};
+template <class P> constexpr bool standardizes(const P& p) {
+  if constexpr (has_logit_standardization<P>::value)
+    return bool(p.logit_standardization);
+  else
+    return false;
+}
 
 FUSEDKD_HD_INLINE float sqrt_(float x) {
 #if defined(__CUDA_ARCH__)

@@ -58,12 +58,13 @@ def _fake_grad(like: torch.Tensor, compute_grad: bool) -> torch.Tensor:
 
 
 @torch.library.register_fake("fusedkd::kd")
-def _(student, teacher, temperature, reduction, compute_grad, grad_private=False):
+def _(student, teacher, temperature, logit_standardization, reduction, compute_grad, grad_private=False):
     return _fake_loss(student, reduction), _fake_grad(student, compute_grad)
 
 
 @torch.library.register_fake("fusedkd::dkd")
-def _(student, teacher, target, alpha, beta, temperature, reduction, ignore_index, compute_grad, grad_private=False):
+def _(student, teacher, target, alpha, beta, temperature, logit_standardization, reduction, ignore_index, compute_grad,
+      grad_private=False):
     return _fake_loss(student, reduction), _fake_grad(student, compute_grad)
 
 
@@ -267,9 +268,10 @@ def call_op(op_name: str, *args):
     return getattr(ops, op_name)(*args, True)
 
 
-# kd(student, teacher, temperature, reduction, compute_grad, grad_private)
+# kd(student, teacher, temperature, logit_standardization, reduction, compute_grad, grad_private)
 _make_autograd("kd", n_grads=1)
-# dkd(student, teacher, target, alpha, beta, temperature, reduction, ignore_index, compute_grad, grad_private)
+# dkd(student, teacher, target, alpha, beta, temperature, logit_standardization, reduction, ignore_index,
+#     compute_grad, grad_private)
 _make_autograd("dkd", n_grads=1)
 
 

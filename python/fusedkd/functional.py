@@ -93,18 +93,24 @@ def kd_loss(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
     temperature: float = 4.0,
+    logit_standardization: bool = False,
     reduction: str = "batchmean",
 ) -> torch.Tensor:
     """Hinton KD, per row ``ℓ_i = τ² · KL(softmax(t_i/τ) ‖ softmax(s_i/τ))
-    = τ² Σ_j p_t,j (log p_t,j − log p_s,j)``; gradient ``∂ℓ_i/∂s_ij = τ (p_s,j − p_t,j)``.
+    = τ² Σ_j p_t,j (log p_t,j − log p_s,j)``; gradient ``∂ℓ_i/∂s_ij = τ (p_s,j − p_t,j)``. With
+    ``logit_standardization`` both rows are first mapped to ``(x − mean x) / (1e-7 + std x)``
+    (Bessel-corrected std) and the gradient is chained through that map.
 
     Reference: mdistiller ``mdistiller/distillers/KD.py`` ``kd_loss`` (its ``.sum(1).mean()`` is
-    ``"batchmean"``); the trainer's ``0.1·CE + 0.9·KD`` weighting is the caller's.
+    ``"batchmean"``); the trainer's ``0.1·CE + 0.9·KD`` weighting is the caller's. Standardization:
+    zju-SWJ/RLD's ``KD.py`` ``kd_loss(logits_student, logits_teacher, temperature, logit_stand)``
+    ("Logit Standardization in Knowledge Distillation", CVPR 2024), same positional order.
 
     Args:
         student_logits: ``[N, C]`` float32/float16/bfloat16/float64 logits; receive the gradient.
         teacher_logits: ``[N, C]`` logits on the same device (float64 only with float64); a constant.
         temperature: τ > 0 (default 4.0).
+        logit_standardization: standardize both rows first (default False; a bool).
         reduction: ``"batchmean"`` (default: mean over rows), ``"sum"`` or ``"none"`` (per row).
 
     Returns:
@@ -112,7 +118,8 @@ def kd_loss(
     """
     s = _tensor(student_logits, "student_logits")
     t = _constant(_on_student_device(s, _tensor(teacher_logits, "teacher_logits"), "teacher_logits"))
-    loss, _ = call_op("kd", s, t, _real(temperature, "temperature"), _reduction(reduction), _needs_grad(s))
+    loss, _ = call_op("kd", s, t, _real(temperature, "temperature"),
+                      _boolean(logit_standardization, "logit_standardization"), _reduction(reduction), _needs_grad(s))
     return loss
 
 
@@ -123,6 +130,7 @@ def dkd_loss(
     alpha: float = 1.0,
     beta: float = 8.0,
     temperature: float = 4.0,
+    logit_standardization: bool = False,
     reduction: str = "batchmean",
     ignore_index: int = -100,
 ) -> torch.Tensor:
@@ -133,7 +141,8 @@ def dkd_loss(
 
     Reference: mdistiller ``mdistiller/distillers/DKD.py`` ``dkd_loss`` (CIFAR defaults; the
     ImageNet configs use ``beta=0.5, temperature=1``); the warm-up ``min(epoch/20, 1)`` and CE
-    are the caller's.
+    are the caller's. ``logit_standardization``: zju-SWJ/RLD's ``DKD.py`` ``dkd_loss(..., temperature,
+    logit_stand)``, both rows mapped to ``(x − mean x) / (1e-7 + std x)`` (Bessel std) first.
 
     Args:
         student_logits: ``[N, C]`` logits (C ≥ 2); receive the gradient.
@@ -142,6 +151,7 @@ def dkd_loss(
         alpha: weight α of TCKD (default 1.0).
         beta: weight β of NCKD (default 8.0).
         temperature: τ > 0 (default 4.0).
+        logit_standardization: standardize both rows first (default False; a bool).
         reduction: ``"batchmean"`` (default: mean over the rows that count), ``"sum"`` or ``"none"``.
         ignore_index: label whose rows count for nothing (loss 0, gradient 0; default -100).
 
@@ -153,7 +163,7 @@ def dkd_loss(
     y = _on_student_device(s, _tensor(target, "target"), "target")
     loss, _ = call_op(
         "dkd", s, t, y, _real(alpha, "alpha"), _real(beta, "beta"), _real(temperature, "temperature"),
-        _reduction(reduction), _integer(ignore_index, "ignore_index"), _needs_grad(s),
+        _boolean(logit_standardization, "logit_standardization"), _reduction(reduction), _integer(ignore_index, "ignore_index"), _needs_grad(s),
     )
     return loss
 

@@ -27,20 +27,25 @@ class KDLoss(nn.Module):
     Args:
         temperature: τ (default 4.0).
         reduction: ``"batchmean"`` (default), ``"sum"`` or ``"none"``.
+        logit_standardization: standardize both rows first (default False).
 
     ``forward(student_logits, teacher_logits)`` → the loss (fp32; fp64 for fp64 logits).
     """
 
-    def __init__(self, temperature: float = 4.0, reduction: str = "batchmean") -> None:
+    def __init__(self, temperature: float = 4.0, reduction: str = "batchmean",
+                 logit_standardization: bool = False) -> None:
         super().__init__()
         self.temperature = _real(temperature, "temperature")
         self.reduction = _reduction(reduction)
+        self.logit_standardization = _boolean(logit_standardization, "logit_standardization")
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-        return F.kd_loss(student_logits, teacher_logits, self.temperature, reduction=self.reduction)
+        return F.kd_loss(student_logits, teacher_logits, self.temperature,
+                         logit_standardization=self.logit_standardization, reduction=self.reduction)
 
     def extra_repr(self) -> str:
-        return f"temperature={self.temperature}, reduction={self.reduction!r}"
+        return (f"temperature={self.temperature}, reduction={self.reduction!r}, "
+                f"logit_standardization={self.logit_standardization}")
 
 
 class DKDLoss(nn.Module):
@@ -53,6 +58,7 @@ class DKDLoss(nn.Module):
         temperature: τ (default 4.0).
         reduction: ``"batchmean"`` (default), ``"sum"`` or ``"none"``.
         ignore_index: label of rows that do not count (default -100).
+        logit_standardization: standardize both rows first (default False).
 
     ``forward(student_logits, teacher_logits, target)`` → the loss.
     """
@@ -64,21 +70,25 @@ class DKDLoss(nn.Module):
         temperature: float = 4.0,
         reduction: str = "batchmean",
         ignore_index: int = -100,
+        logit_standardization: bool = False,
     ) -> None:
         super().__init__()
         self.alpha, self.beta = _real(alpha, "alpha"), _real(beta, "beta")
         self.temperature = _real(temperature, "temperature")
         self.reduction, self.ignore_index = _reduction(reduction), _integer(ignore_index, "ignore_index")
+        self.logit_standardization = _boolean(logit_standardization, "logit_standardization")
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.dkd_loss(
             student_logits, teacher_logits, target, self.alpha, self.beta, self.temperature,
-            reduction=self.reduction, ignore_index=self.ignore_index,
+            logit_standardization=self.logit_standardization, reduction=self.reduction,
+            ignore_index=self.ignore_index,
         )
 
     def extra_repr(self) -> str:
         return (f"alpha={self.alpha}, beta={self.beta}, temperature={self.temperature}, "
-                f"reduction={self.reduction!r}, ignore_index={self.ignore_index}")
+                f"reduction={self.reduction!r}, ignore_index={self.ignore_index}, "
+                f"logit_standardization={self.logit_standardization}")
 
 
 class NKDLoss(nn.Module):

@@ -57,10 +57,17 @@ def _valid_rows(target: torch.Tensor, ignore_index: int):
 
 
 def kd_loss(
-    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 4.0, reduction: str = "batchmean"
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float = 4.0,
+    logit_standardization: bool = False,
+    reduction: str = "batchmean",
 ) -> torch.Tensor:
-    """mdistiller ``kd_loss``: KL(p_t ‖ p_s) at temperature τ, summed over classes, times τ²."""
+    """mdistiller ``kd_loss``: KL(p_t ‖ p_s) at temperature τ, summed over classes, times τ²
+    (zju-SWJ/RLD's ``KD.py``: on standardized logits with ``logit_standardization``)."""
     s, t = _acc(student_logits), _acc(teacher_logits).detach()
+    if logit_standardization:
+        s, t = _standardize(s), _standardize(t)
     log_pred_student = F.log_softmax(s / temperature, dim=1)
     pred_teacher = F.softmax(t / temperature, dim=1)
     row = F.kl_div(log_pred_student, pred_teacher, reduction="none").sum(1) * temperature**2
@@ -78,11 +85,15 @@ def dkd_loss(
     alpha: float = 1.0,
     beta: float = 8.0,
     temperature: float = 4.0,
+    logit_standardization: bool = False,
     reduction: str = "batchmean",
     ignore_index: int = -100,
 ) -> torch.Tensor:
-    """mdistiller ``dkd_loss``: α·TCKD + β·NCKD."""
+    """mdistiller ``dkd_loss``: α·TCKD + β·NCKD (zju-SWJ/RLD's ``DKD.py``: on standardized logits with
+    ``logit_standardization``)."""
     s, t = _acc(student_logits), _acc(teacher_logits).detach()
+    if logit_standardization:
+        s, t = _standardize(s), _standardize(t)
     valid, y = _valid_rows(target, ignore_index)
     gt_mask = ~_non_target_mask(s, y)
     other_mask = ~gt_mask

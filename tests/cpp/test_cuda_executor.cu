@@ -67,11 +67,13 @@ template <class T> vector<T> download(const DevBuf& d, size_t n) {
   return h;
 }
 
-enum class LossId { KD, DKD, NKD, RLD, RLDStd, USKD };
+enum class LossId { KD, KDStd, DKD, DKDStd, NKD, RLD, RLDStd, USKD };
 const char* loss_name(LossId id) {
   switch (id) {
     case LossId::KD: return "KD";
+    case LossId::KDStd: return "KDstd";
     case LossId::DKD: return "DKD";
+    case LossId::DKDStd: return "DKDstd";
     case LossId::NKD: return "NKD";
     case LossId::RLD: return "RLD";
     case LossId::RLDStd: return "RLDstd";
@@ -79,7 +81,14 @@ const char* loss_name(LossId id) {
   }
   return "?";
 }
-bool uses_labels(LossId id) { return id != LossId::KD; }
+bool uses_labels(LossId id) { return id != LossId::KD && id != LossId::KDStd; }
+
+// The parameters of a case: the defaults, with logit standardization for the *Std cases.
+template <class P> P params_for(bool standardized) {
+  P p;
+  p.logit_standardization = standardized;
+  return p;
+}
 
 template <class T> double rtol_of() { return 1e-3; }
 template <> double rtol_of<double>() { return 1e-9; }
@@ -156,8 +165,10 @@ Result run_cpu(LossId id, const HostBatch<TS, TT>& b, Reduction r, bool grad) {
   RowOutputs<A, TS> out{row_loss.data(), grad ? g.data() : nullptr, C, A(1)};
   A total = 0;
   switch (id) {
-    case LossId::KD: total = cpu::kd(KDParams{}, x, r, out); break;
-    case LossId::DKD: total = cpu::dkd(DKDParams{}, x, labels, r, out); break;
+    case LossId::KD:
+    case LossId::KDStd: total = cpu::kd(params_for<KDParams>(id == LossId::KDStd), x, r, out); break;
+    case LossId::DKD:
+    case LossId::DKDStd: total = cpu::dkd(params_for<DKDParams>(id == LossId::DKDStd), x, labels, r, out); break;
     case LossId::NKD: total = cpu::nkd(NKDParams{}, x, labels, r, out); break;
     case LossId::RLD: total = cpu::rld(RLDParams{}, x, labels, r, out); break;
     case LossId::RLDStd: {
@@ -214,7 +225,9 @@ Result run_gpu(LossId id, const HostBatch<TS, TT>& b, Reduction r, bool grad, bo
   size_t ws_bytes = 0;
   switch (id) {
     case LossId::KD: ws_bytes = cuda::kd_workspace_size<TS, TT>(N, C); break;
+    case LossId::KDStd: ws_bytes = cuda::kd_workspace_size<TS, TT>(N, C, true); break;
     case LossId::DKD: ws_bytes = cuda::dkd_workspace_size<TS, TT>(N, C); break;
+    case LossId::DKDStd: ws_bytes = cuda::dkd_workspace_size<TS, TT>(N, C, true); break;
     case LossId::NKD: ws_bytes = cuda::nkd_workspace_size<TS, TT>(N, C); break;
     case LossId::RLD: ws_bytes = cuda::rld_workspace_size<TS, TT>(N, C, false); break;
     case LossId::RLDStd: ws_bytes = cuda::rld_workspace_size<TS, TT>(N, C, true); break;
@@ -229,8 +242,10 @@ Result run_gpu(LossId id, const HostBatch<TS, TT>& b, Reduction r, bool grad, bo
   const cuda::Workspace ws{dws.p, ws_bytes};
   auto launch = [&] {
     switch (id) {
-      case LossId::KD: cuda::kd(KDParams{}, x, r, out, ws, stream); break;
-      case LossId::DKD: cuda::dkd(DKDParams{}, x, labels, r, out, ws, stream); break;
+      case LossId::KD:
+      case LossId::KDStd: cuda::kd(params_for<KDParams>(id == LossId::KDStd), x, r, out, ws, stream); break;
+      case LossId::DKD:
+      case LossId::DKDStd: cuda::dkd(params_for<DKDParams>(id == LossId::DKDStd), x, labels, r, out, ws, stream); break;
       case LossId::NKD: cuda::nkd(NKDParams{}, x, labels, r, out, ws, stream); break;
       case LossId::RLD: cuda::rld(RLDParams{}, x, labels, r, out, ws, stream); break;
       case LossId::RLDStd: {
@@ -402,7 +417,8 @@ int64_t cols_for(LossId id, int64_t C) {
 
 vector<GridCase> grid() {
   vector<GridCase> cases;
-  const LossId losses[] = {LossId::KD, LossId::DKD, LossId::NKD, LossId::RLD, LossId::RLDStd, LossId::USKD};
+  const LossId losses[] = {LossId::KD,  LossId::KDStd, LossId::DKD,    LossId::DKDStd,
+                           LossId::NKD, LossId::RLD,   LossId::RLDStd, LossId::USKD};
   const int64_t small_C[] = {2, 7, 100, 1000, 1001, 4096};
   const int64_t big_C[] = {32000, 50257, 128256};
   for (LossId l : losses) {
@@ -572,8 +588,8 @@ TEST_P(CudaLoss, ScheduleIndependentBitForBit) {
 #endif
 
 INSTANTIATE_TEST_SUITE_P(Losses, CudaLoss,
-                         ::testing::Values(LossId::KD, LossId::DKD, LossId::NKD, LossId::RLD, LossId::RLDStd,
-                                           LossId::USKD),
+                         ::testing::Values(LossId::KD, LossId::KDStd, LossId::DKD, LossId::DKDStd, LossId::NKD,
+                                           LossId::RLD, LossId::RLDStd, LossId::USKD),
                          [](const auto& info) { return std::string(loss_name(info.param)); });
 
 // Errors are reported on the host before anything is enqueued (these need no GPU).

@@ -70,7 +70,7 @@ Result run_row_local(const Params& p, const Rows& d, Path path) {
       if (path == Path::F32Scalar)
         cpu::run_rows_standardized<RLD>(p, x, labels, out, 0, d.N);
       else
-        cpu::rld_rows(p, x, labels, out, 0, d.N);
+        cpu::loss_rows<RLD>(p, x, labels, out, 0, d.N);
     }
   }
   if (standardized) {

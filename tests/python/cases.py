@@ -60,6 +60,9 @@ CASES = [
     Case("kd_t1", fusedkd.kd_loss, reference.kd_loss, has_target=False, kwargs=dict(temperature=1.0), min_classes=1),
     Case("dkd", fusedkd.dkd_loss, reference.dkd_loss),
     Case("dkd_imagenet", fusedkd.dkd_loss, reference.dkd_loss, kwargs=dict(beta=0.5, temperature=1.0)),
+    Case("kd_std", fusedkd.kd_loss, reference.kd_loss, has_target=False, kwargs=dict(logit_standardization=True),
+         min_classes=2),
+    Case("dkd_std", fusedkd.dkd_loss, reference.dkd_loss, kwargs=dict(logit_standardization=True, temperature=2.0)),
 ]
 
 _optional = [

@@ -222,24 +222,11 @@ def test_rld_kd_and_dkd_without_standardization():
     _same(rld.dkd_loss(s, t, y, 1.0, 8.0, 4.0, False), reference.dkd_loss(s, t, y, 1.0, 8.0, 4.0), [s])
 
 
-_NO_KD_STAND = not rld.HAS_KD_LOGIT_STANDARDIZATION
-_SKIP_REASON = ("fusedkd.kd_loss / dkd_loss do not accept logit_standardization in this build yet "
-                "(being added to the C++ ops in parallel); compat.rld passes it through once they do")
-
-
-@pytest.mark.skipif(_NO_KD_STAND, reason=_SKIP_REASON)
 def test_rld_kd_and_dkd_with_standardization():
     s, t, y = _inputs(seed=7)
     std = reference._standardize  # RLD.py's normalize(): Bessel std, 1e-7
     _same(rld.kd_loss(s, t, 4.0, True), reference.kd_loss(std(s), std(t), 4.0), [s], rtol=1e-9, atol=1e-11)
     _same(rld.dkd_loss(s, t, y, 1.0, 8.0, 4.0, True), reference.dkd_loss(std(s), std(t), y, 1.0, 8.0, 4.0), [s],
           rtol=1e-9, atol=1e-11)
-
-
-@pytest.mark.skipif(not _NO_KD_STAND, reason="this build's kd_loss has logit_standardization")
-def test_rld_kd_standardization_unavailable_is_an_error_not_a_wrong_number():
-    s, t, y = _inputs()
-    with pytest.raises(NotImplementedError, match="logit_stand=True needs fusedkd.kd_loss"):
-        rld.kd_loss(s, t, 4.0, True)
-    with pytest.raises(NotImplementedError, match="logit_stand=True needs fusedkd.dkd_loss"):
-        rld.dkd_loss(s, t, y, 1.0, 8.0, 4.0, True)
+    with pytest.raises(TypeError, match="logit_stand must be a bool"):
+        rld.kd_loss(s, t, 4.0, "true")

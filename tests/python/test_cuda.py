@@ -338,14 +338,14 @@ def test_device_mismatch_names_the_argument():
     s = torch.randn(4, 10, device="cuda")
     t = torch.randn(4, 10)
     with pytest.raises(RuntimeError, match="teacher_logits"):
-        fusedkd.ops.kd(s, t, 4.0, "batchmean", False)
+        fusedkd.ops.kd(s, t, 4.0, False, "batchmean", False)
     y = torch.zeros(4, dtype=torch.long)
     with pytest.raises(RuntimeError, match="target"):
-        fusedkd.ops.dkd(s, s.clone(), y, 1.0, 8.0, 4.0, "batchmean", -100, False)
+        fusedkd.ops.dkd(s, s.clone(), y, 1.0, 8.0, 4.0, False, "batchmean", -100, False)
     if torch.cuda.device_count() > 1:
         t1 = torch.randn(4, 10, device="cuda:1")
         with pytest.raises(RuntimeError, match="teacher_logits"):
-            fusedkd.ops.kd(s, t1, 4.0, "batchmean", False)
+            fusedkd.ops.kd(s, t1, 4.0, False, "batchmean", False)
 
 
 def test_cuda_kernels_registered():

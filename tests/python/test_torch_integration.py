@@ -170,7 +170,7 @@ def test_unit_upstream_gradient_with_the_ops_gradient_output_kept():
     # backward may return it, but the caller's copy must stay the unscaled gradient afterwards.
     s = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
     t = torch.randn(4, 6, dtype=torch.float64)
-    loss, grad = torch.ops.fusedkd.kd(s, t, 4.0, "batchmean", True)
+    loss, grad = torch.ops.fusedkd.kd(s, t, 4.0, False, "batchmean", True)
     kept = grad.clone()
     loss.backward()
     torch.testing.assert_close(s.grad, kept, rtol=0, atol=0)
@@ -178,7 +178,7 @@ def test_unit_upstream_gradient_with_the_ops_gradient_output_kept():
     torch.testing.assert_close(grad, kept, rtol=0, atol=0)
     # An upstream gradient of 2: the raw op's backward scales out of place (grad_private=False).
     s.grad = None
-    loss, grad = torch.ops.fusedkd.kd(s, t, 4.0, "batchmean", True)
+    loss, grad = torch.ops.fusedkd.kd(s, t, 4.0, False, "batchmean", True)
     (2.0 * loss).backward()
     torch.testing.assert_close(grad, kept, rtol=0, atol=0)
     torch.testing.assert_close(s.grad, 2.0 * kept, rtol=0, atol=0)
@@ -324,7 +324,7 @@ def test_raw_op_gradient_output_kept_under_compile(backend):
     t = torch.randn(4, 6)
 
     def f(s, t):
-        loss, grad = torch.ops.fusedkd.kd(s, t, 4.0, "batchmean", True)
+        loss, grad = torch.ops.fusedkd.kd(s, t, 4.0, False, "batchmean", True)
         return 2.0 * loss, grad
 
     loss, grad = torch.compile(f, fullgraph=True, backend=backend)(s, t)

@@ -11,8 +11,7 @@
 #include "../losses/nkd.hpp"
 #include "../losses/rld.hpp"
 #include "../losses/uskd.hpp"
-#include "rld.hpp"
-#include "row_executor.hpp"
+#include "loss_rows.hpp"
 #include "uskd.hpp"
 
 namespace fusedkd::cpu {
@@ -41,7 +40,8 @@ A nkd(const NKDParams& p, const LogitsView<TS, TT>& x, const LabelsView<TL>& lab
 template <class TS, class TT, class TL, class A, class TG>
 A rld(const RLDParams& p, const LogitsView<TS, TT>& x, const LabelsView<TL>& labels, Reduction r,
       const RowOutputs<A, TG>& out) {
-  return run_rld(p, x, labels, r, out);
+  require(labels.data != nullptr || x.rows == 0, "target: RLD needs labels");
+  return run_loss<RLD>(p, x, labels, r, out);
 }
 
 // USKD: student and weak logits, hard labels; writes grad_student and grad_weak where asked.

@@ -1,4 +1,4 @@
-// CPU executor for the row-local losses (KD, DKD, NKD, RLD without standardization):
+// CPU executor for the row-local losses (KD, DKD, NKD, RLD) on raw logits:
 // per row, one pass gathers the loss's streaming statistics, then one pass writes ∂ℓ/∂s.
 #pragma once
 
@@ -115,63 +115,63 @@ FUSEDKD_LANES_INLINE typename L::Stats lane_row_stats(const typename L::Context&
   return st;
 }
 
-// SIMD rows (fp32 accumulation): the policy's StatsT / grad on W columns at a time. KD, DKD,
-// NKD at τ = 1 and RLD instead keep their exponentials between passes (softmax_pair_lanes.hpp,
-// rld_lanes.hpp). Rows shorter than W take the scalar path. Always inlined into an
-// instruction-set-specific caller.
+// Floats of per-thread scratch lane_row needs for a row of C columns with a gradient.
+constexpr std::int64_t lane_row_scratch(std::int64_t C) { return 3 * C; }
+
+// One row on SIMD lanes (fp32 accumulation): returns the row's statistics and, where g is not
+// null, writes g_j = scale · ∂ℓ/∂s_j with respect to the loaded values. load_s(j) / load_t(j)
+// give W (possibly transformed) values. KD, DKD, NKD at τ = 1 and RLD keep their exponentials
+// between passes (softmax_pair_lanes.hpp, rld_lanes.hpp); the other losses run the policy's
+// StatsT / grad on W columns at a time. scratch: lane_row_scratch(C) floats. Needs C ≥ W.
+template <class L, int W, class LoadS, class LoadT, class TG>
+FUSEDKD_LANES_INLINE typename L::Row lane_row(const typename L::Context& ctx, std::int64_t C, LoadS&& load_s,
+                                              LoadT&& load_t, TG* g, float scale, float* scratch) {
+  using V = FloatLanes<W>;
+  if constexpr (std::is_same_v<L, KD<float>> || std::is_same_v<L, DKD<float>> || std::is_same_v<L, NKD<float>>) {
+    // softmax_pair_lanes.hpp (NKD at τ = 1 only; at other τ it streams four sums, below)
+    bool pair = true;
+    if constexpr (std::is_same_v<L, NKD<float>>) pair = ctx.unit_tau;
+    if (pair) return softmax_pair_row_lanes<L, W>(ctx, C, load_s, load_t, g, scale, g ? scratch : nullptr);
+  }
+  if constexpr (std::is_same_v<L, RLD<float>>) {  // rld_lanes.hpp: leaves ∂ℓ/∂s in scratch[0, C)
+    const typename L::Row r = rld_row_lanes<W>(ctx, C, load_s, load_t, g ? scratch : nullptr);
+    if (g) {
+      const V sc(scale);
+      for_lane_blocks<W>(C, [&](std::int64_t j, int) FUSEDKD_LANES_INLINE_LAMBDA {
+        store_lanes(g + j, sc * load_lanes<W>(scratch + j));
+      });
+    }
+    return r;
+  } else {
+    const typename L::Row r = L::finalize(ctx, lane_row_stats<L, W>(ctx, C, load_s, load_t));
+    if (g) {
+      const V sc(scale);
+      for_lane_blocks<W>(C, [&](std::int64_t j, int) FUSEDKD_LANES_INLINE_LAMBDA {  // a remainder rewrites equal values
+        store_lanes(g + j, sc * L::grad(ctx, r, IndexLanes<W>::iota(j), load_s(j), load_t(j)));
+      });
+    }
+    return r;
+  }
+}
+
+// SIMD rows (fp32 accumulation): lane_row on each counted row. Rows shorter than W take the
+// scalar path. Always inlined into an instruction-set-specific caller.
 template <template <class> class Loss, int W, class Params, class TS, class TT, class TL, class TG>
 FUSEDKD_LANES_INLINE void run_rows_lanes(const Params& params, const LogitsView<TS, TT>& x,
                                          const LabelsView<TL>& labels, const RowOutputs<float, TG>& out,
                                          std::int64_t row_begin, std::int64_t row_end) {
   using L = Loss<float>;
-  using V = FloatLanes<W>;
   static_assert(L::uses_teacher, "the row-local losses read a teacher row");
   const std::int64_t C = x.cols;
   if (C < W) return run_rows_scalar<Loss>(params, x, labels, out, row_begin, row_end);
-  if constexpr (std::is_same_v<L, KD<float>> || std::is_same_v<L, DKD<float>> || std::is_same_v<L, NKD<float>>) {
-    // softmax_pair_lanes.hpp (NKD at τ = 1 only; at other τ it streams four sums, below)
-    bool pair = true;
-    if constexpr (std::is_same_v<L, NKD<float>>) pair = params.temperature == 1.0;
-    if (pair) {
-      std::vector<float> scratch(out.grad ? std::size_t(2 * C) : 0);
-      return for_each_counted_row(x, labels, out, row_begin, row_end,
-                                  [&](std::int64_t i, const TS* s, const TT* t, TG* g) FUSEDKD_LANES_INLINE_LAMBDA {
-                                    const typename L::Context ctx(params, gather_row_input<float>(s, t, labels.label(i)));
-                                    const typename L::Row r = softmax_pair_row_lanes<L, W>(
-                                        ctx, C, s, t, g, out.grad_scale, g ? scratch.data() : nullptr);
-                                    if (out.row_loss) out.row_loss[i] = r.loss;
-                                  });
-    }
-  }
-  if constexpr (std::is_same_v<L, RLD<float>>) {  // rld_lanes.hpp
-    std::vector<float> scratch(out.grad ? std::size_t(3 * C) : 0);
-    return for_each_counted_row(x, labels, out, row_begin, row_end,
-                                [&](std::int64_t i, const TS* s, const TT* t, TG* g) FUSEDKD_LANES_INLINE_LAMBDA {
-                                  const typename L::Context ctx(params, gather_row_input<float>(s, t, labels.label(i)));
-                                  const auto load_s = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return load_lanes<W>(s + j); };
-                                  const auto load_t = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return load_lanes<W>(t + j); };
-                                  const typename L::Row r = rld_row_lanes<W>(
-                                      ctx, C, load_s, load_t, g ? scratch.data() : nullptr);
-                                  if (out.row_loss) out.row_loss[i] = r.loss;
-                                  if (!g) return;
-                                  const V scale(out.grad_scale);
-                                  for_lane_blocks<W>(C, [&](std::int64_t j, int) FUSEDKD_LANES_INLINE_LAMBDA {
-                                    store_lanes(g + j, scale * load_lanes<W>(scratch.data() + j));
-                                  });
-                                });
-  }
+  std::vector<float> scratch(out.grad ? std::size_t(lane_row_scratch(C)) : 0);
   for_each_counted_row(x, labels, out, row_begin, row_end, [&](std::int64_t i, const TS* s, const TT* t, TG* g)
                                                               FUSEDKD_LANES_INLINE_LAMBDA {
     const typename L::Context ctx(params, gather_row_input<float>(s, t, labels.label(i)));
     const auto load_s = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return load_lanes<W>(s + j); };
     const auto load_t = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return load_lanes<W>(t + j); };
-    const typename L::Row r = L::finalize(ctx, lane_row_stats<L, W>(ctx, C, load_s, load_t));
+    const typename L::Row r = lane_row<L, W>(ctx, C, load_s, load_t, g, out.grad_scale, scratch.data());
     if (out.row_loss) out.row_loss[i] = r.loss;
-    if (!g) return;
-    const V scale(out.grad_scale);
-    for_lane_blocks<W>(C, [&](std::int64_t j, int) FUSEDKD_LANES_INLINE_LAMBDA {  // a remainder rewrites equal values
-      store_lanes(g + j, scale * L::grad(ctx, r, IndexLanes<W>::iota(j), load_s(j), load_t(j)));
-    });
   });
 }
 
@@ -222,19 +222,6 @@ A run_batch(Reduction reduction, std::int64_t rows, std::int64_t counted, Out ou
   }
   run(out);
   return A(sum_rows(out.row_loss, rows) * double(reduction_scale<A>(reduction, counted)));
-}
-
-// The whole loss on one thread: validates labels, counts rows, runs every row and reduces.
-// Returns the reduced loss (batchmean / sum); for Reduction::None the per-row losses are in
-// out.row_loss and the return value is their sum. out.grad_scale is set from the reduction.
-template <template <class> class Loss, class Params, class TS, class TT, class TL, class A, class TG>
-A run_loss(const Params& params, const LogitsView<TS, TT>& x, const LabelsView<TL>& labels, Reduction reduction,
-           RowOutputs<A, TG> out) {
-  validate(params, accumulation_of<A>());
-  validate_shape<Loss<A>>(x);
-  validate_labels(labels, x.rows, x.cols);
-  return run_batch<A>(reduction, x.rows, count_counted_rows(labels, x.rows), out,
-                      [&](const RowOutputs<A, TG>& o) { run_rows<Loss>(params, x, labels, o, 0, x.rows); });
 }
 
 }  // namespace fusedkd::cpu

@@ -34,12 +34,14 @@
 
 namespace fusedkd::cpu {
 
-// The row's statistics and, where g is not null, g_j = scale · ∂ℓ/∂s_j, for L = KD<float>,
-// DKD<float>, or NKD<float> with τ = 1 (c.unit_tau). scratch: 2C floats (used only with a
-// gradient). Needs C ≥ W.
-template <class L, int W, class TS, class TT, class TG>
-FUSEDKD_LANES_INLINE typename L::Row softmax_pair_row_lanes(const typename L::Context& c, std::int64_t C, const TS* s,
-                                                            const TT* t, TG* g, float scale, float* scratch) {
+// The row's statistics and, where g is not null, g_j = scale · ∂ℓ/∂s_j (with respect to the
+// loaded values), for L = KD<float>, DKD<float>, or NKD<float> with τ = 1 (c.unit_tau).
+// load_s(j) / load_t(j) give the W (possibly transformed) values of columns j … j + W − 1.
+// scratch: 2C floats (used only with a gradient). Needs C ≥ W.
+template <class L, int W, class LoadS, class LoadT, class TG>
+FUSEDKD_LANES_INLINE typename L::Row softmax_pair_row_lanes(const typename L::Context& c, std::int64_t C,
+                                                            LoadS&& load_s, LoadT&& load_t, TG* g, float scale,
+                                                            float* scratch) {
   static_assert(std::is_same_v<L, KD<float>> || std::is_same_v<L, DKD<float>> || std::is_same_v<L, NKD<float>>,
                 "a softmax pair at τ");
   using V = FloatLanes<W>;
@@ -61,11 +63,11 @@ FUSEDKD_LANES_INLINE typename L::Row softmax_pair_row_lanes(const typename L::Co
   detail::for_lane_blocks<W>(C, [&](std::int64_t j, int) FUSEDKD_LANES_INLINE_LAMBDA {
     if constexpr (L::uses_label) {
       const LaneMask<W> out = is_excluded(j);
-      ms = max(ms, select(out, V(lowest), load_lanes<W>(s + j)));
-      mt = max(mt, select(out, V(lowest), load_lanes<W>(t + j)));
+      ms = max(ms, select(out, V(lowest), load_s(j)));
+      mt = max(mt, select(out, V(lowest), load_t(j)));
     } else {
-      ms = max(ms, load_lanes<W>(s + j));
-      mt = max(mt, load_lanes<W>(t + j));
+      ms = max(ms, load_s(j));
+      mt = max(mt, load_t(j));
     }
   });
   // m = M/τ, at least the lowest float so that a row of −inf gives z = 0, not exp(−inf + inf)
@@ -80,7 +82,7 @@ FUSEDKD_LANES_INLINE typename L::Row softmax_pair_row_lanes(const typename L::Co
       [&](std::int64_t j, int first) FUSEDKD_LANES_INLINE_LAMBDA {
         LaneMask<W> keep = lane_keep<W>(first);
         if constexpr (L::uses_label) keep = keep && !is_excluded(j);
-        const V sj = load_lanes<W>(s + j), tj = load_lanes<W>(t + j);
+        const V sj = load_s(j), tj = load_t(j);
         const V e_s = exp_(sj * c.inv_tau - m_s), e_t = exp_(tj * c.inv_tau - m_t);
         if (es) {
           store_lanes(es + j, e_s);

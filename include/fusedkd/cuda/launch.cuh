@@ -100,7 +100,7 @@ inline std::size_t row_local_workspace_size(std::int64_t rows, std::int64_t cols
   return row_local_layout<Loss, TS, TT>(rows, cols, standardized).total;
 }
 
-// Runs a row-local Loss (Standardized: on standardized logits, RLD's logit_standardization).
+// Runs a row-local Loss (Standardized: on standardized logits, the loss's logit_standardization).
 template <template <class> class Loss, bool Standardized, class Params, class TS, class TT>
 void launch_row_local(const Params& params, const LogitsView<TS, TT>& x, const DeviceLabels& labels, Reduction reduction,
                       const DeviceOutputs<acc_t<TS>, TS>& out, const Workspace& ws, cudaStream_t stream) {
@@ -184,11 +184,24 @@ void launch_row_local(const Params& params, const LogitsView<TS, TT>& x, const D
 
 // ----------------------------------------------------------------------------- named entry points
 
-template <class TS, class TT> inline std::size_t kd_workspace_size(std::int64_t rows, std::int64_t cols) {
-  return row_local_workspace_size<KD, TS, TT>(rows, cols);
+// A row-local loss on the logits, or on the standardized logits when its parameters ask for it
+// (standardizes(p): KD, DKD, RLD with logit_standardization).
+template <template <class> class Loss, class Params, class TS, class TT>
+void launch_loss(const Params& p, const LogitsView<TS, TT>& x, const DeviceLabels& labels, Reduction r,
+                 const DeviceOutputs<acc_t<TS>, TS>& out, const Workspace& ws, cudaStream_t stream) {
+  if (standardizes(p))
+    launch_row_local<Loss, true>(p, x, labels, r, out, ws, stream);
+  else
+    launch_row_local<Loss, false>(p, x, labels, r, out, ws, stream);
 }
-template <class TS, class TT> inline std::size_t dkd_workspace_size(std::int64_t rows, std::int64_t cols) {
-  return row_local_workspace_size<DKD, TS, TT>(rows, cols);
+
+template <class TS, class TT>
+inline std::size_t kd_workspace_size(std::int64_t rows, std::int64_t cols, bool logit_standardization = false) {
+  return row_local_workspace_size<KD, TS, TT>(rows, cols, logit_standardization);
+}
+template <class TS, class TT>
+inline std::size_t dkd_workspace_size(std::int64_t rows, std::int64_t cols, bool logit_standardization = false) {
+  return row_local_workspace_size<DKD, TS, TT>(rows, cols, logit_standardization);
 }
 template <class TS, class TT> inline std::size_t nkd_workspace_size(std::int64_t rows, std::int64_t cols) {
   return row_local_workspace_size<NKD, TS, TT>(rows, cols);
@@ -201,28 +214,25 @@ inline std::size_t rld_workspace_size(std::int64_t rows, std::int64_t cols, bool
 template <class TS, class TT>
 void kd(const KDParams& p, const LogitsView<TS, TT>& x, Reduction r, const DeviceOutputs<acc_t<TS>, TS>& out,
         const Workspace& ws, cudaStream_t stream) {
-  launch_row_local<KD, false>(p, x, DeviceLabels{}, r, out, ws, stream);
+  launch_loss<KD>(p, x, DeviceLabels{}, r, out, ws, stream);
 }
 
 template <class TS, class TT>
 void dkd(const DKDParams& p, const LogitsView<TS, TT>& x, const DeviceLabels& labels, Reduction r,
          const DeviceOutputs<acc_t<TS>, TS>& out, const Workspace& ws, cudaStream_t stream) {
-  launch_row_local<DKD, false>(p, x, labels, r, out, ws, stream);
+  launch_loss<DKD>(p, x, labels, r, out, ws, stream);
 }
 
 template <class TS, class TT>
 void nkd(const NKDParams& p, const LogitsView<TS, TT>& x, const DeviceLabels& labels, Reduction r,
          const DeviceOutputs<acc_t<TS>, TS>& out, const Workspace& ws, cudaStream_t stream) {
-  launch_row_local<NKD, false>(p, x, labels, r, out, ws, stream);
+  launch_loss<NKD>(p, x, labels, r, out, ws, stream);
 }
 
 template <class TS, class TT>
 void rld(const RLDParams& p, const LogitsView<TS, TT>& x, const DeviceLabels& labels, Reduction r,
          const DeviceOutputs<acc_t<TS>, TS>& out, const Workspace& ws, cudaStream_t stream) {
-  if (p.logit_standardization)
-    launch_row_local<RLD, true>(p, x, labels, r, out, ws, stream);
-  else
-    launch_row_local<RLD, false>(p, x, labels, r, out, ws, stream);
+  launch_loss<RLD>(p, x, labels, r, out, ws, stream);
 }
 
 // ----------------------------------------------------------------------------- USKD

@@ -20,6 +20,8 @@ struct DKDParams {
   double alpha = 1.0;
   double beta = 8.0;
   double temperature = 4.0;
+  // Standardize both rows first (standardize.hpp), as the RLD repository's DKD.py `logit_stand`.
+  bool logit_standardization = false;
 };
 
 // acc: the accumulation type the loss runs in (the temperature range depends on it, params.hpp).

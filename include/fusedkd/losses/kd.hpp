@@ -13,6 +13,10 @@ namespace fusedkd {
 
 struct KDParams {
   double temperature = 4.0;
+  // Standardize student and teacher rows first, x̃ = (x − μ)/(ε + σ) (standardize.hpp): the
+  // `logit_stand` option of "Logit Standardization in Knowledge Distillation" (CVPR 2024) as the
+  // RLD repository's KD.py applies it.
+  bool logit_standardization = false;
 };
 
 // acc: the accumulation type the loss runs in (the temperature range depends on it, params.hpp).

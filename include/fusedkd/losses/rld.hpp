@@ -1,7 +1,8 @@
 // Refined logit distillation (Sun et al., 2024), as zju-SWJ/RLD's mdistiller/distillers/RLD.py
 // computes it: ℓ = α·SCD + β·MCD. This policy works on the logits it is given; the optional
-// logit standardization is applied by the executor (cpu/rld.hpp, standardize.hpp), which runs
-// this same policy on the standardized rows and chains the gradient through the standardization.
+// logit standardization is applied by the executors (cpu/standardized_rows.hpp, cuda/row_kernels.cuh,
+// standardize.hpp), which run this same policy on the standardized rows and chain the gradient
+// through the standardization — as for KD and DKD.
 //
 // SCD (sample confidence), at temperature a = α_τ, with m = argmax_j t_j (first index on ties):
 //   b_s = [p_s,y, Σ_{j≠y} p_s,j],  b_t = [p_t,m, Σ_{j≠m} p_t,j]     (p = softmax(x / a))

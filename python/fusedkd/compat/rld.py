@@ -4,38 +4,18 @@ signatures: the same parameter names and positional order, no defaults (the dist
 value from their config), a scalar loss averaged over the batch.
 
 ``logit_stand=True`` standardizes both rows first: ``x̃ = (x − mean(x)) / (1e-7 + std(x))`` with
-Bessel's correction. For RLD it is fused; for KD and DKD it needs a fusedkd whose ``kd_loss`` /
-``dkd_loss`` take ``logit_standardization`` (:data:`HAS_KD_LOGIT_STANDARDIZATION`); without one,
-``logit_stand=True`` raises ``NotImplementedError`` instead of giving an unstandardized loss.
+Bessel's correction, fused into the kernels for all three losses (``logit_standardization`` of
+:func:`fusedkd.kd_loss`, :func:`fusedkd.dkd_loss`, :func:`fusedkd.rld_loss`).
 """
 
 from __future__ import annotations
-
-import inspect
 
 import torch
 
 from .. import functional as _F
 from .._checks import boolean as _boolean
 
-__all__ = ["rld_loss", "kd_loss", "dkd_loss", "HAS_KD_LOGIT_STANDARDIZATION"]
-
-#: Whether this build's fusedkd.kd_loss and fusedkd.dkd_loss accept ``logit_standardization``.
-HAS_KD_LOGIT_STANDARDIZATION = all(
-    "logit_standardization" in inspect.signature(f).parameters for f in (_F.kd_loss, _F.dkd_loss)
-)
-
-
-def _standardization(logit_stand: object, fn_name: str) -> dict:
-    flag = _boolean(logit_stand, "logit_stand")
-    if HAS_KD_LOGIT_STANDARDIZATION:
-        return {"logit_standardization": flag}
-    if flag:
-        raise NotImplementedError(
-            f"fusedkd.compat.rld.{fn_name}: logit_stand=True needs fusedkd.{fn_name} with logit_standardization, "
-            "which this build does not have"
-        )
-    return {}
+__all__ = ["rld_loss", "kd_loss", "dkd_loss"]
 
 
 def rld_loss(
@@ -80,7 +60,8 @@ def kd_loss(
         temperature: τ.
         logit_stand: standardize both rows first.
     """
-    return _F.kd_loss(logits_student_in, logits_teacher_in, temperature, **_standardization(logit_stand, "kd_loss"))
+    return _F.kd_loss(logits_student_in, logits_teacher_in, temperature,
+                      logit_standardization=_boolean(logit_stand, "logit_stand"))
 
 
 def dkd_loss(
@@ -105,4 +86,4 @@ def dkd_loss(
         logit_stand: standardize both rows first.
     """
     return _F.dkd_loss(logits_student_in, logits_teacher_in, target, alpha, beta, temperature,
-                       **_standardization(logit_stand, "dkd_loss"))
+                       logit_standardization=_boolean(logit_stand, "logit_stand"))

@@ -1,11 +1,11 @@
-// CPU executor for row-local losses run on standardized logits (RLD with
-// logit_standardization = true), and the RLD row/loss entry points for both modes.
+// CPU executor for row-local losses run on standardized logits (any loss whose parameters set
+// logit_standardization: KD, DKD, RLD).
 //
 // Per row: pass 1 gathers the mean and Bessel std of s and of t (RowMoments); pass 2 runs the
 // loss policy on x̃ = (x − μ)/(ε + σ); with a gradient, pass 3 sums Σ g and Σ g (s − μ) with
 // g = ∂ℓ/∂s̃, and pass 4 writes ∂ℓ/∂s through the standardization (standardize_backward). The
 // scalar rows recompute g in passes 3 and 4 (no per-row scratch, the same plan as a GPU block);
-// the SIMD rows keep g, and the exponentials behind it, in a per-thread scratch (rld_lanes.hpp).
+// the SIMD rows keep g, and the exponentials behind it, in a per-thread scratch (lane_row).
 #pragma once
 
 #include <cstdint>
@@ -13,7 +13,6 @@
 #include <vector>
 
 #include "../batch.hpp"
-#include "../losses/rld.hpp"
 #include "../numeric.hpp"
 #include "../reduction.hpp"
 #include "../standardize.hpp"
@@ -93,17 +92,18 @@ template <int W, class Load> FUSEDKD_LANES_INLINE RowMoments<float> lane_moments
   return m;
 }
 
-// RLD on standardized rows on SIMD lanes (fp32 accumulation). Pass 1 as run_rows_standardized;
-// the loss and ∂ℓ/∂s̃ come from rld_row_lanes on x̃ (each exponential once); pass 3 sums Σ g and
-// Σ g (s − μ) over the kept ∂ℓ/∂s̃, and pass 4 chains them through the standardization. Needs C ≥ W.
-template <int W, class TS, class TT, class TL, class TG>
-FUSEDKD_LANES_INLINE void run_rld_standardized_lanes(const RLDParams& params, const LogitsView<TS, TT>& x,
-                                                     const LabelsView<TL>& labels, const RowOutputs<float, TG>& out,
-                                                     std::int64_t row_begin, std::int64_t row_end, float eps) {
-  using L = RLD<float>;
+// Loss on standardized rows on SIMD lanes (fp32 accumulation). Pass 1 as run_rows_standardized;
+// the loss and ∂ℓ/∂s̃ come from lane_row on x̃ (each exponential once where the loss keeps them);
+// pass 3 sums Σ g and Σ g (s − μ) over the kept ∂ℓ/∂s̃, and pass 4 chains them through the
+// standardization. Needs C ≥ W.
+template <template <class> class Loss, int W, class Params, class TS, class TT, class TL, class TG>
+FUSEDKD_LANES_INLINE void run_rows_standardized_lanes(const Params& params, const LogitsView<TS, TT>& x,
+                                                      const LabelsView<TL>& labels, const RowOutputs<float, TG>& out,
+                                                      std::int64_t row_begin, std::int64_t row_end, float eps) {
+  using L = Loss<float>;
   using V = FloatLanes<W>;
   const std::int64_t C = x.cols;
-  std::vector<float> scratch(out.grad ? std::size_t(3 * C) : 0);
+  std::vector<float> scratch(out.grad ? std::size_t(lane_row_scratch(C) + C) : 0);
   for_each_counted_row(x, labels, out, row_begin, row_end, [&](std::int64_t i, const TS* s, const TT* t, TG* g)
                                                               FUSEDKD_LANES_INLINE_LAMBDA {
     const auto load_s = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return load_lanes<W>(s + j); };
@@ -112,8 +112,8 @@ FUSEDKD_LANES_INLINE void run_rld_standardized_lanes(const RLDParams& params, co
     const typename L::Context ctx(params, standardized_row_input(zs, zt, s, t, labels.label(i)));
     const auto std_s = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return zs.apply(load_s(j)); };
     const auto std_t = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return zt.apply(load_t(j)); };
-    float* const g_std = g ? scratch.data() : nullptr;  // ∂ℓ/∂s̃
-    const typename L::Row r = rld_row_lanes<W>(ctx, C, std_s, std_t, g_std);  // pass 2
+    float* const g_std = g ? scratch.data() + lane_row_scratch(C) : nullptr;  // ∂ℓ/∂s̃
+    const typename L::Row r = lane_row<L, W>(ctx, C, std_s, std_t, g_std, 1.0f, scratch.data());  // pass 2
     if (out.row_loss) out.row_loss[i] = r.loss;
     if (!g) return;
     const auto grad_std = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return load_lanes<W>(g_std + j); };
@@ -129,35 +129,21 @@ FUSEDKD_LANES_INLINE void run_rld_standardized_lanes(const RLDParams& params, co
 
 }  // namespace detail
 
-// RLD on rows [row_begin, row_end), either mode; the same contract as run_rows.
-template <class TS, class TT, class TL, class A, class TG>
-void rld_rows(const RLDParams& params, const LogitsView<TS, TT>& x, const LabelsView<TL>& labels,
-              const RowOutputs<A, TG>& out, std::int64_t row_begin, std::int64_t row_end) {
-  if (params.logit_standardization) {
-    if constexpr (std::is_same_v<A, float> && is_lane_element<TS> && is_lane_element<TT>) {
-      if (x.cols >= kAvx2Lanes) {
-        detail::with_lanes([&](auto w) FUSEDKD_LANES_INLINE_LAMBDA {
-          detail::run_rld_standardized_lanes<decltype(w)::value>(params, x, labels, out, row_begin, row_end,
-                                                                kStandardizeEps);
-        });
-        return;
-      }
+// Runs Loss on the standardized rows [row_begin, row_end): the SIMD path for fp32 accumulation
+// when C ≥ W, else the scalar one. The same contract as run_rows.
+template <template <class> class Loss, class Params, class TS, class TT, class TL, class A, class TG>
+void standardized_rows(const Params& params, const LogitsView<TS, TT>& x, const LabelsView<TL>& labels,
+                       const RowOutputs<A, TG>& out, std::int64_t row_begin, std::int64_t row_end) {
+  if constexpr (std::is_same_v<A, float> && is_lane_element<TS> && is_lane_element<TT>) {
+    if (x.cols >= kAvx2Lanes) {
+      detail::with_lanes([&](auto w) FUSEDKD_LANES_INLINE_LAMBDA {
+        detail::run_rows_standardized_lanes<Loss, decltype(w)::value>(params, x, labels, out, row_begin, row_end,
+                                                                      float(kStandardizeEps));
+      });
+      return;
     }
-    run_rows_standardized<RLD>(params, x, labels, out, row_begin, row_end);
-  } else
-    run_rows<RLD>(params, x, labels, out, row_begin, row_end);
-}
-
-// The whole RLD loss on one thread (same contract as run_loss).
-template <class TS, class TT, class TL, class A, class TG>
-A run_rld(const RLDParams& params, const LogitsView<TS, TT>& x, const LabelsView<TL>& labels, Reduction reduction,
-          RowOutputs<A, TG> out) {
-  validate(params, accumulation_of<A>());
-  validate_shape<RLD<A>>(x);
-  require(labels.data != nullptr || x.rows == 0, "target: RLD needs labels");
-  validate_labels(labels, x.rows, x.cols);
-  return run_batch<A>(reduction, x.rows, count_counted_rows(labels, x.rows), out,
-                      [&](const RowOutputs<A, TG>& o) { rld_rows(params, x, labels, o, 0, x.rows); });
+  }
+  run_rows_standardized<Loss>(params, x, labels, out, row_begin, row_end);
 }
 
 }  // namespace fusedkd::cpu
