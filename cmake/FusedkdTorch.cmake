@@ -9,15 +9,25 @@ if(FUSEDKD_TORCH STREQUAL "OFF")
   return()
 endif()
 
-find_package(Python3 COMPONENTS Interpreter REQUIRED)
+# FUSEDKD_TORCH_PYTHON: the interpreter whose torch to build against, run outside any build isolation
+# (PYTHONPATH unset); set by backend/fusedkd_backend.py when an isolated pip build reuses the installed
+# torch. Default: the Python that CMake finds (the build environment's).
+if(FUSEDKD_TORCH_PYTHON)
+  set(_torch_python ${FUSEDKD_TORCH_PYTHON})
+  set(_torch_probe ${CMAKE_COMMAND} -E env --unset=PYTHONPATH ${FUSEDKD_TORCH_PYTHON})
+else()
+  find_package(Python3 COMPONENTS Interpreter REQUIRED)
+  set(_torch_python ${Python3_EXECUTABLE})
+  set(_torch_probe ${Python3_EXECUTABLE})
+endif()
 execute_process(
-  COMMAND ${Python3_EXECUTABLE} -c "import torch, os; print(os.path.dirname(torch.__file__)); print(torch.__version__)"
+  COMMAND ${_torch_probe} -c "import torch, os; print(os.path.dirname(torch.__file__)); print(torch.__version__)"
   OUTPUT_VARIABLE _torch_out RESULT_VARIABLE _torch_rc ERROR_QUIET OUTPUT_STRIP_TRAILING_WHITESPACE)
 if(NOT _torch_rc EQUAL 0)
   if(FUSEDKD_TORCH STREQUAL "ON")
-    message(FATAL_ERROR "fusedkd: FUSEDKD_TORCH=ON but 'import torch' failed for ${Python3_EXECUTABLE}")
+    message(FATAL_ERROR "fusedkd: FUSEDKD_TORCH=ON but 'import torch' failed for ${_torch_python}")
   endif()
-  message(STATUS "fusedkd: torch not importable from ${Python3_EXECUTABLE}, extension skipped")
+  message(STATUS "fusedkd: torch not importable from ${_torch_python}, extension skipped")
   return()
 endif()
 string(REPLACE "\n" ";" _torch_out "${_torch_out}")
