@@ -145,9 +145,14 @@ inline void check_scale_args(const Tensor& grad, const Tensor& grad_output) {
 inline int64_t factor_stride(const Tensor& grad_output) { return grad_output.dim() == 0 ? 0 : grad_output.stride(0); }
 
 // A gradient output shaped like `like` ([N, C], its dtype) or an empty [0] tensor.
+// ∂loss/∂like in grad_t of like's dtype: like's dtype, float32 for float16 (numeric.hpp).
+inline ScalarType grad_dtype(const Tensor& like) {
+  return like.scalar_type() == ScalarType::Half ? ScalarType::Float : like.scalar_type();
+}
+
 inline Tensor new_grad(const Tensor& like, bool compute_grad) {
-  if (!compute_grad) return torch::stable::new_empty(like, {0});
-  return torch::stable::new_empty(like, {like.size(0), like.size(1)});
+  if (!compute_grad) return torch::stable::new_empty(like, {0}, grad_dtype(like));
+  return torch::stable::new_empty(like, {like.size(0), like.size(1)}, grad_dtype(like));
 }
 
 // Calls f(Tag<TS>{}, Tag<TT>{}) with the fusedkd element types of two logits tensors.

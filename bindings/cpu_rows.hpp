@@ -41,7 +41,7 @@ struct RLDRows {
 template <class Loss, class TS, class TT, class TL> struct CpuRows {
   using A = acc_t<TS>;
   static void run(const typename Loss::Params& params, const LogitsView<TS, TT>& x, const LabelsView<TL>& labels,
-                  const RowOutputs<A, TS>& out, std::int64_t begin, std::int64_t end);
+                  const RowOutputs<A, grad_t<TS>>& out, std::int64_t begin, std::int64_t end);
 };
 
 // USKD's two passes over rows [begin, end): cpu::uskd_stats_rows and cpu::uskd_rows.
@@ -50,7 +50,7 @@ template <class TS, class TL> struct CpuUSKDRows {
   static void stats(const USKDParams& params, const cpu::StudentWeakView<TS, TS>& x, const LabelsView<TL>& labels,
                     USKDRowStats<A>* stats, std::int64_t begin, std::int64_t end);
   static void rows(const USKDParams& params, const cpu::StudentWeakView<TS, TS>& x, const LabelsView<TL>& labels,
-                   const USKDRowStats<A>* stats, A mean_u, const cpu::USKDOutputs<A, TS>& out, std::int64_t begin,
+                   const USKDRowStats<A>* stats, A mean_u, const cpu::USKDOutputs<A, grad_t<TS>>& out, std::int64_t begin,
                    std::int64_t end);
 };
 

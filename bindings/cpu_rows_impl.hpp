@@ -16,7 +16,7 @@ template <class... Args> void loss_rows(RLDRows, const Args&... args) { cpu::los
 
 template <class Loss, class TS, class TT, class TL>
 void CpuRows<Loss, TS, TT, TL>::run(const typename Loss::Params& params, const LogitsView<TS, TT>& x,
-                                    const LabelsView<TL>& labels, const RowOutputs<A, TS>& out, std::int64_t begin,
+                                    const LabelsView<TL>& labels, const RowOutputs<A, grad_t<TS>>& out, std::int64_t begin,
                                     std::int64_t end) {
   detail::loss_rows(Loss{}, params, x, labels, out, begin, end);
 }
@@ -31,7 +31,7 @@ void CpuUSKDRows<TS, TL>::stats(const USKDParams& params, const cpu::StudentWeak
 template <class TS, class TL>
 void CpuUSKDRows<TS, TL>::rows(const USKDParams& params, const cpu::StudentWeakView<TS, TS>& x,
                                const LabelsView<TL>& labels, const USKDRowStats<A>* stats, A mean_u,
-                               const cpu::USKDOutputs<A, TS>& out, std::int64_t begin, std::int64_t end) {
+                               const cpu::USKDOutputs<A, grad_t<TS>>& out, std::int64_t begin, std::int64_t end) {
   cpu::uskd_rows(params, x, labels, stats, mean_u, out, begin, end);
 }
 

@@ -1,7 +1,8 @@
 // Op schemas of the fusedkd torch library (stable ABI).
 //
 // Every loss op computes the reduced loss and, when compute_grad is true, ∂loss/∂student for
-// an upstream gradient of 1 in the same pass (written in the student's dtype, [N, C]); the
+// an upstream gradient of 1 in the same pass (written in the student's dtype, float32 for a float16
+// student — grad_t in numeric.hpp —, [N, C]); the
 // Python autograd formula only multiplies it by grad_output. With compute_grad false the grad
 // outputs are empty tensors of shape [0]. `reduction` is "batchmean", "sum" or "none"; the loss
 // is fp32 (fp64 for fp64 inputs): a scalar, or [N] for "none".

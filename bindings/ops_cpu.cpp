@@ -71,7 +71,8 @@ std::tuple<Tensor, Tensor> run_row_local(const typename Loss::Params& params, co
       LabelsView<TL> labels{static_cast<const TL*>(label_ptr), ignore_index};
       const int64_t counted = checked_counted_rows(labels, N, C);
       std::vector<A> row_loss(static_cast<size_t>(N));
-      RowOutputs<A, TS> out{row_loss.data(), compute_grad ? static_cast<TS*>(grad.data_ptr()) : nullptr, C,
+      using TG = grad_t<TS>;
+      RowOutputs<A, TG> out{row_loss.data(), compute_grad ? static_cast<TG*>(grad.data_ptr()) : nullptr, C,
                             grad_scale<A>(reduction, counted)};
       torch::stable::parallel_for(0, N, grain_rows(C), [&](int64_t begin, int64_t end) {
         CpuRows<Loss, TS, TT, TL>::run(params, x, labels, out, begin, end);
@@ -150,12 +151,13 @@ std::tuple<Tensor, Tensor, Tensor> uskd_cpu(Tensor student_in, Tensor weak_in, T
       const int64_t counted = checked_counted_rows(labels, N, C);
       std::vector<A> row_loss(static_cast<size_t>(N));
       std::vector<USKDRowStats<A>> stats(static_cast<size_t>(N));
-      cpu::USKDOutputs<A, TS> out;
+      using TG = grad_t<TS>;
+      cpu::USKDOutputs<A, TG> out;
       out.row_loss = row_loss.data();
       if (compute_grad) {
-        out.grad_student = static_cast<TS*>(grad_s.data_ptr());
+        out.grad_student = static_cast<TG*>(grad_s.data_ptr());
         out.grad_student_row_stride = C;
-        out.grad_weak = static_cast<TS*>(grad_w.data_ptr());
+        out.grad_weak = static_cast<TG*>(grad_w.data_ptr());
         out.grad_weak_row_stride = C;
       }
       out.grad_scale = grad_scale<A>(reduction_kind, counted);

@@ -24,7 +24,8 @@
 
 namespace fusedkd::kernels {
 
-// Element types of logits (and of the gradients, which take the student's).
+// Element types of logits (and of the gradients, which take the student's, except float16 logits,
+// whose gradients are float32: grad_t in numeric.hpp).
 enum class DType : int { Float32 = 0, Float64 = 1, Float16 = 2, BFloat16 = 3 };
 
 const char* dtype_name(DType t);
@@ -49,7 +50,8 @@ struct LossCall {
   Reduction reduction = Reduction::BatchMean;
   // Loss output: float32 (float64 for float64 logits), [1] for batchmean/sum, [N] for none.
   void* loss = nullptr;
-  // ∂loss/∂student, student dtype, [N, C] with the given row stride; null: not computed.
+  // ∂loss/∂student, student dtype (float32 for a float16 student), [N, C] with the given row
+  // stride; null: not computed.
   // Already multiplied by the reduction's scale (1/N_counted for batchmean).
   void* grad = nullptr;
   std::int64_t grad_row_stride = 0;

@@ -54,8 +54,8 @@ inline cuda::DeviceLabels device_labels(const LossCall& c) {
   return cuda::DeviceLabels{c.labels, c.labels_int32, c.ignore_index};
 }
 
-template <class TS> cuda::DeviceOutputs<acc_t<TS>, TS> device_outputs(const LossCall& c) {
-  return cuda::DeviceOutputs<acc_t<TS>, TS>{static_cast<acc_t<TS>*>(c.loss), static_cast<TS*>(c.grad),
+template <class TS> cuda::DeviceOutputs<acc_t<TS>, grad_t<TS>> device_outputs(const LossCall& c) {
+  return cuda::DeviceOutputs<acc_t<TS>, grad_t<TS>>{static_cast<acc_t<TS>*>(c.loss), static_cast<grad_t<TS>*>(c.grad),
                                             c.grad_row_stride};
 }
 

@@ -29,8 +29,8 @@ void uskd(const USKDParams& p, const LossCall& c) {
     using A = acc_t<T>;
     const cpu::StudentWeakView<T, T> x{static_cast<const T*>(c.student), c.student_row_stride,
                                        static_cast<const T*>(c.teacher), c.teacher_row_stride, c.rows, c.cols};
-    const cuda::USKDDeviceOutputs<A, T> out{static_cast<A*>(c.loss), static_cast<T*>(c.grad), c.grad_row_stride,
-                                            static_cast<T*>(c.grad_weak), c.grad_weak_row_stride};
+    const cuda::USKDDeviceOutputs<A, grad_t<T>> out{static_cast<A*>(c.loss), static_cast<grad_t<T>*>(c.grad), c.grad_row_stride,
+                                                    static_cast<grad_t<T>*>(c.grad_weak), c.grad_weak_row_stride};
     cuda::uskd(p, x, detail::device_labels(c), c.reduction, out, detail::workspace(c), detail::stream(c));
   });
 }

@@ -122,6 +122,20 @@ template <> struct element_from<bfloat16_t> {
 };
 template <class T, class A> FUSEDKD_HD_INLINE T from_acc(A x) { return element_from<T>::convert(x); }
 
+// The element type the ops write ∂loss/∂logits in for logits of type T: T itself, except float16,
+// whose gradient is kept in float32. A float16 gradient stored for an upstream gradient of 1 at
+// batchmean scale (1/N) falls into float16's subnormal range or flushes to 0, and the backward's
+// multiplication by a loss scale (GradScaler) cannot restore the lost bits; stored in float32 and
+// rounded to float16 once, after that multiplication, it is correctly rounded for any grad_output.
+// bfloat16 has float32's exponent range and keeps its own type.
+template <class T> struct grad_element {
+  using type = T;
+};
+template <> struct grad_element<half_t> {
+  using type = float;
+};
+template <class T> using grad_t = typename grad_element<T>::type;
+
 // exp / log / -inf in the accumulation type (single-precision intrinsics on the device for float).
 FUSEDKD_HD_INLINE float exp_(float x) {
 #if defined(__CUDA_ARCH__)

@@ -2,7 +2,11 @@
 fake (meta) kernels for torch.compile / opcheck, and autograd formulas.
 
 The C++ ops compute the loss and ∂loss/∂student in one pass (for an upstream gradient of 1);
-backward only scales that saved gradient by grad_output. The teacher receives no gradient.
+backward only scales that saved gradient by grad_output. The teacher receives no gradient. The
+saved gradient has the logits' dtype, except for float16 logits, where it is float32: backward
+multiplies it by grad_output and rounds to float16 once, so the gradient is correctly rounded for
+any grad_output (a GradScaler's loss scale included), where an fp16 gradient stored at batchmean
+scale would already have lost its small entries to fp16's subnormal range.
 """
 
 from __future__ import annotations
@@ -53,8 +57,13 @@ def _fake_loss(student: torch.Tensor, reduction: str) -> torch.Tensor:
     return student.new_empty(shape, dtype=dtype)
 
 
+def _grad_dtype(like: torch.Tensor) -> torch.dtype:
+    """The dtype the ops write ∂loss/∂like in (grad_t in include/fusedkd/numeric.hpp)."""
+    return torch.float32 if like.dtype == torch.float16 else like.dtype
+
+
 def _fake_grad(like: torch.Tensor, compute_grad: bool) -> torch.Tensor:
-    return like.new_empty(like.shape if compute_grad else (0,), dtype=like.dtype)
+    return like.new_empty(like.shape if compute_grad else (0,), dtype=_grad_dtype(like))
 
 
 @torch.library.register_fake("fusedkd::kd")
@@ -140,6 +149,7 @@ def _make_autograd(op_name: str, n_grads: int):
         ctx.has_grad = inputs[compute_grad_pos]
         ctx.private = len(inputs) > private_pos and bool(inputs[private_pos])
         grads = output[1 : 1 + n_grads]
+        ctx.input_dtypes = tuple(x.dtype for x in inputs[:n_grads])
         ctx.mark_non_differentiable(*grads)
         ctx.set_materialize_grads(False)  # else an [N, C] zero tensor per gradient output per backward
         ctx.grads = grads if ctx.has_grad else None
@@ -188,6 +198,8 @@ def _make_autograd(op_name: str, n_grads: int):
                         _scale_grad(g, grad_loss.to(_loss_dtype(g)))
         else:
             grads = [_scale(g, grad_loss, ctx.reduction) for g in grads]
+        # float16 logits: the float32 gradient, scaled, rounded to float16 once.
+        grads = [g if g.dtype == d else g.to(d) for g, d in zip(grads, ctx.input_dtypes)]
         return tuple(grads) + (None,) * (n_inputs - n_grads)
 
     torch.library.register_autograd(f"fusedkd::{op_name}", backward, setup_context=setup_context)

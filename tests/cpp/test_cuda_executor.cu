@@ -159,10 +159,11 @@ Result run_cpu(LossId id, const HostBatch<TS, TT>& b, Reduction r, bool grad) {
   using A = acc_t<TS>;
   const int64_t N = b.N, C = b.C;
   vector<A> row_loss(static_cast<size_t>(N));
-  vector<TS> g(grad ? size_t(N * C) : 0), gw(grad ? size_t(N * C) : 0);
+  using TG = grad_t<TS>;  // the ops' gradient type, as on the GPU
+  vector<TG> g(grad ? size_t(N * C) : 0), gw(grad ? size_t(N * C) : 0);
   const LogitsView<TS, TT> x{b.s.data(), b.s_stride, b.t.data(), b.t_stride, N, C};
   const LabelsView<int64_t> labels{b.y.data(), -100};
-  RowOutputs<A, TS> out{row_loss.data(), grad ? g.data() : nullptr, C, A(1)};
+  RowOutputs<A, TG> out{row_loss.data(), grad ? g.data() : nullptr, C, A(1)};
   A total = 0;
   switch (id) {
     case LossId::KD:
@@ -180,7 +181,7 @@ Result run_cpu(LossId id, const HostBatch<TS, TT>& b, Reduction r, bool grad) {
     case LossId::USKD: {
       if constexpr (std::is_same<TS, TT>::value) {
         const cpu::StudentWeakView<TS, TT> xw{b.s.data(), b.s_stride, b.t.data(), b.t_stride, N, C};
-        cpu::USKDOutputs<A, TS> o;
+        cpu::USKDOutputs<A, TG> o;
         o.row_loss = row_loss.data();
         o.grad_student = grad ? g.data() : nullptr;
         o.grad_student_row_stride = C;
@@ -220,8 +221,8 @@ Result run_gpu(LossId id, const HostBatch<TS, TT>& b, Reduction r, bool grad, bo
   }
   const size_t n_loss = r == Reduction::None ? size_t(std::max<int64_t>(N, 1)) : 1;
   DevBuf dloss(n_loss * sizeof(A));
-  DevBuf dg(grad ? size_t(std::max<int64_t>(N * g_stride, 1)) * sizeof(TS) : 0);
-  DevBuf dgw(grad ? size_t(std::max<int64_t>(N * g_stride, 1)) * sizeof(TS) : 0);
+  DevBuf dg(grad ? size_t(std::max<int64_t>(N * g_stride, 1)) * sizeof(grad_t<TS>) : 0);
+  DevBuf dgw(grad ? size_t(std::max<int64_t>(N * g_stride, 1)) * sizeof(grad_t<TS>) : 0);
   size_t ws_bytes = 0;
   switch (id) {
     case LossId::KD: ws_bytes = cuda::kd_workspace_size<TS, TT>(N, C); break;
@@ -238,7 +239,8 @@ Result run_gpu(LossId id, const HostBatch<TS, TT>& b, Reduction r, bool grad, bo
   EXPECT_EQ(cudaSuccess, cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   const LogitsView<TS, TT> x{ds.as<TS>(), b.s_stride, dt.as<TT>(), b.t_stride, N, C};
   const cuda::DeviceLabels labels{dy.p, labels_int32, -100};
-  const cuda::DeviceOutputs<A, TS> out{dloss.as<A>(), grad ? dg.as<TS>() : nullptr, g_stride};
+  using TG = grad_t<TS>;
+  const cuda::DeviceOutputs<A, TG> out{dloss.as<A>(), grad ? dg.as<TG>() : nullptr, g_stride};
   const cuda::Workspace ws{dws.p, ws_bytes};
   auto launch = [&] {
     switch (id) {
@@ -257,8 +259,8 @@ Result run_gpu(LossId id, const HostBatch<TS, TT>& b, Reduction r, bool grad, bo
       case LossId::USKD: {
         if constexpr (std::is_same<TS, TT>::value) {
           const cpu::StudentWeakView<TS, TT> xw{ds.as<TS>(), b.s_stride, dt.as<TT>(), b.t_stride, N, C};
-          const cuda::USKDDeviceOutputs<A, TS> o{dloss.as<A>(), grad ? dg.as<TS>() : nullptr, g_stride,
-                                                 grad ? dgw.as<TS>() : nullptr, g_stride};
+          const cuda::USKDDeviceOutputs<A, TG> o{dloss.as<A>(), grad ? dg.as<TG>() : nullptr, g_stride,
+                                                 grad ? dgw.as<TG>() : nullptr, g_stride};
           cuda::uskd(USKDParams{}, xw, labels, r, o, ws, stream);
         }
         break;
@@ -287,7 +289,7 @@ Result run_gpu(LossId id, const HostBatch<TS, TT>& b, Reduction r, bool grad, bo
   res.loss = to_double(download<A>(dloss, r == Reduction::None ? size_t(N) : 1));
   if (grad) {
     auto strip = [&](const DevBuf& d) {
-      const vector<TS> full = download<TS>(d, size_t(N * g_stride));
+      const vector<TG> full = download<TG>(d, size_t(N * g_stride));
       vector<double> out(size_t(N * C));
       for (int64_t i = 0; i < N; ++i)
         for (int64_t j = 0; j < C; ++j) out[size_t(i * C + j)] = double(to_acc(full[size_t(i * g_stride + j)]));

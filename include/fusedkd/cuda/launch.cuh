@@ -39,8 +39,8 @@
 namespace fusedkd::cuda {
 
 // Where a loss call writes. loss: [1] for batchmean/sum, [rows] for none (always required).
-// grad: ∂loss/∂student in the student's dtype (null: no gradient), already scaled by the
-// reduction (1/N_counted for batchmean).
+// grad: ∂loss/∂student in grad_t of the student's dtype — the student's, float32 for float16
+// (numeric.hpp) — (null: no gradient), already scaled by the reduction (1/N_counted for batchmean).
 template <class A, class TG> struct DeviceOutputs {
   A* loss = nullptr;
   TG* grad = nullptr;
@@ -103,7 +103,7 @@ inline std::size_t row_local_workspace_size(std::int64_t rows, std::int64_t cols
 // Runs a row-local Loss (Standardized: on standardized logits, the loss's logit_standardization).
 template <template <class> class Loss, bool Standardized, class Params, class TS, class TT>
 void launch_row_local(const Params& params, const LogitsView<TS, TT>& x, const DeviceLabels& labels, Reduction reduction,
-                      const DeviceOutputs<acc_t<TS>, TS>& out, const Workspace& ws, cudaStream_t stream) {
+                      const DeviceOutputs<acc_t<TS>, grad_t<TS>>& out, const Workspace& ws, cudaStream_t stream) {
   using A = acc_t<TS>;
   using L = Loss<A>;
   static_assert(std::is_same<acc_t<TS>, acc_t<TT>>::value, "float64 logits must be paired with float64 logits");
@@ -188,7 +188,7 @@ void launch_row_local(const Params& params, const LogitsView<TS, TT>& x, const D
 // (standardizes(p): KD, DKD, RLD with logit_standardization).
 template <template <class> class Loss, class Params, class TS, class TT>
 void launch_loss(const Params& p, const LogitsView<TS, TT>& x, const DeviceLabels& labels, Reduction r,
-                 const DeviceOutputs<acc_t<TS>, TS>& out, const Workspace& ws, cudaStream_t stream) {
+                 const DeviceOutputs<acc_t<TS>, grad_t<TS>>& out, const Workspace& ws, cudaStream_t stream) {
   if (standardizes(p))
     launch_row_local<Loss, true>(p, x, labels, r, out, ws, stream);
   else
@@ -212,26 +212,26 @@ inline std::size_t rld_workspace_size(std::int64_t rows, std::int64_t cols, bool
 }
 
 template <class TS, class TT>
-void kd(const KDParams& p, const LogitsView<TS, TT>& x, Reduction r, const DeviceOutputs<acc_t<TS>, TS>& out,
+void kd(const KDParams& p, const LogitsView<TS, TT>& x, Reduction r, const DeviceOutputs<acc_t<TS>, grad_t<TS>>& out,
         const Workspace& ws, cudaStream_t stream) {
   launch_loss<KD>(p, x, DeviceLabels{}, r, out, ws, stream);
 }
 
 template <class TS, class TT>
 void dkd(const DKDParams& p, const LogitsView<TS, TT>& x, const DeviceLabels& labels, Reduction r,
-         const DeviceOutputs<acc_t<TS>, TS>& out, const Workspace& ws, cudaStream_t stream) {
+         const DeviceOutputs<acc_t<TS>, grad_t<TS>>& out, const Workspace& ws, cudaStream_t stream) {
   launch_loss<DKD>(p, x, labels, r, out, ws, stream);
 }
 
 template <class TS, class TT>
 void nkd(const NKDParams& p, const LogitsView<TS, TT>& x, const DeviceLabels& labels, Reduction r,
-         const DeviceOutputs<acc_t<TS>, TS>& out, const Workspace& ws, cudaStream_t stream) {
+         const DeviceOutputs<acc_t<TS>, grad_t<TS>>& out, const Workspace& ws, cudaStream_t stream) {
   launch_loss<NKD>(p, x, labels, r, out, ws, stream);
 }
 
 template <class TS, class TT>
 void rld(const RLDParams& p, const LogitsView<TS, TT>& x, const DeviceLabels& labels, Reduction r,
-         const DeviceOutputs<acc_t<TS>, TS>& out, const Workspace& ws, cudaStream_t stream) {
+         const DeviceOutputs<acc_t<TS>, grad_t<TS>>& out, const Workspace& ws, cudaStream_t stream) {
   launch_loss<RLD>(p, x, labels, r, out, ws, stream);
 }
 
@@ -250,7 +250,7 @@ template <class T> inline std::size_t uskd_workspace_size(std::int64_t rows, std
 // USKD: student and weak logits of one dtype; gradients to both (each optional).
 template <class T>
 void uskd(const USKDParams& p, const cpu::StudentWeakView<T, T>& x, const DeviceLabels& labels, Reduction reduction,
-          const USKDDeviceOutputs<acc_t<T>, T>& out, const Workspace& ws, cudaStream_t stream) {
+          const USKDDeviceOutputs<acc_t<T>, grad_t<T>>& out, const Workspace& ws, cudaStream_t stream) {
   using A = acc_t<T>;
   validate(p);
   detail::check_rows_cols(x.rows, x.cols);

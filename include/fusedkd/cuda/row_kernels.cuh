@@ -38,7 +38,7 @@ template <class TS, class TT, class A> struct RowLocalArgs {
   std::int64_t rows = 0;
   std::int64_t cols = 0;
   A* row_loss = nullptr;         // [rows]: the workspace buffer, or the output for "none"
-  TS* grad = nullptr;            // null: no gradient
+  grad_t<TS>* grad = nullptr;    // null: no gradient (grad_t: float32 for a float16 student)
   std::int64_t g_stride = 0;
   const BatchHeader<A>* header = nullptr;  // gradient scale from here when non-null, else 1
   int vec = 0;                   // 16-byte vector path allowed (all row bases aligned)
@@ -160,7 +160,7 @@ __device__ __forceinline__ void row_local_full(const Params& params, const RowLo
   if (kind == RowKind::Absent) return;
   if (w.lane == 0) a.row_loss[i] = active ? r.loss : constant_for<A>(kind);
   if (a.grad == nullptr) return;
-  TS* g = a.grad + i * a.g_stride;
+  grad_t<TS>* g = a.grad + i * a.g_stride;
   if (!active) {
     fill_cols<K>(g, 0, C, w.lane, w.width, vec, constant_for<A>(kind));
     return;
@@ -226,7 +226,7 @@ __device__ __forceinline__ void row_local_standardized(const Params& params, con
     });
   sums = w.all_reduce(sums);
   if (kind == RowKind::Absent) return;
-  TS* g = a.grad + i * a.g_stride;
+  grad_t<TS>* g = a.grad + i * a.g_stride;
   if (!active) {
     fill_cols<K>(g, 0, C, w.lane, w.width, vec, constant_for<A>(kind));
     return;

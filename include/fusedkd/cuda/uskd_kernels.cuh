@@ -45,9 +45,9 @@ template <class T, class A> struct USKDArgs {
   std::int64_t rows = 0;
   std::int64_t cols = 0;
   A* row_loss = nullptr;
-  T* grad_s = nullptr;
+  grad_t<T>* grad_s = nullptr;  // grad_t: float32 for float16 logits
   std::int64_t gs_stride = 0;
-  T* grad_w = nullptr;
+  grad_t<T>* grad_w = nullptr;
   std::int64_t gw_stride = 0;
   BatchHeader<A>* header = nullptr;
   int reduction = 0;
