@@ -1,6 +1,6 @@
 // CUDA implementations of the fusedkd ops: argument checks shared with the CPU ops
 // (checks.hpp), outputs and workspace allocated through torch (its caching allocator), kernels
-// enqueued on torch's current CUDA stream through the type-erased API of kernels/api.hpp.
+// enqueued on torch's current CUDA stream through the type-erased API of cuda_api/api.hpp.
 // No host synchronization anywhere: the ops run inside CUDA graphs and torch.compile'd graphs.
 //
 // Difference from the CPU ops, by necessity: labels stay on the device, so an out-of-range label
@@ -17,7 +17,7 @@
 
 #include <fusedkd/fusedkd.hpp>
 
-#include "../kernels/api.hpp"
+#include "../cuda_api/api.hpp"
 #include "checks.hpp"
 #include "op_args.hpp"
 

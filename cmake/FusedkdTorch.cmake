@@ -82,7 +82,7 @@ ${_lines}}  // namespace fusedkd::binding
   endforeach()
 endforeach()
 if(FUSEDKD_HAS_CUDA AND EXISTS ${_src}/bindings/ops_cuda.cpp)
-  file(GLOB _fusedkd_cuda_kernels CONFIGURE_DEPENDS ${_src}/kernels/*.cu)
+  file(GLOB _fusedkd_cuda_kernels CONFIGURE_DEPENDS ${_src}/cuda_api/*.cu)
   # The row-local losses' kernels: one generated unit per loss and row mode (raw logits, and
   # standardized logits for the losses with logit_standardization), from one template.
   set(_fusedkd_row_local_dir ${CMAKE_CURRENT_BINARY_DIR}/fusedkd_row_local)
@@ -96,7 +96,7 @@ if(FUSEDKD_HAS_CUDA AND EXISTS ${_src}/bindings/ops_cuda.cpp)
       set(MODE raw)
     endif()
     string(TOLOWER "${LOSS}_${MODE}" _name)
-    configure_file(${_src}/kernels/row_local_instance.cu.in ${_fusedkd_row_local_dir}/${_name}.cu @ONLY)
+    configure_file(${_src}/cuda_api/row_local_instance.cu.in ${_fusedkd_row_local_dir}/${_name}.cu @ONLY)
     list(APPEND _fusedkd_cuda_kernels ${_fusedkd_row_local_dir}/${_name}.cu)
   endforeach()
   list(APPEND _fusedkd_ext_sources ${_src}/bindings/ops_cuda.cpp ${_fusedkd_cuda_kernels})
@@ -107,7 +107,7 @@ add_library(fusedkd_torch MODULE ${_fusedkd_ext_sources})
 set_target_properties(fusedkd_torch PROPERTIES OUTPUT_NAME "_C" PREFIX "" CXX_VISIBILITY_PRESET hidden
                                                CUDA_VISIBILITY_PRESET hidden)
 target_include_directories(fusedkd_torch PRIVATE ${FUSEDKD_TORCH_DIR}/include ${CMAKE_CURRENT_SOURCE_DIR}/bindings
-                                                 ${CMAKE_CURRENT_SOURCE_DIR}/kernels)
+                                                 ${CMAKE_CURRENT_SOURCE_DIR}/cuda_api)
 target_compile_definitions(fusedkd_torch PRIVATE TORCH_TARGET_VERSION=${FUSEDKD_TORCH_TARGET_VERSION}
                                                  $<$<BOOL:${FUSEDKD_TORCH_CUDA}>:FUSEDKD_WITH_CUDA>)
 # GCC notes, once per unit, that passing 32-byte vectors by value changed ABI in GCC 4.6: the SIMD

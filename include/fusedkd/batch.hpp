@@ -65,4 +65,32 @@ template <class TL> void validate_labels(const LabelsView<TL>& labels, std::int6
   }
 }
 
+// USKD's inputs: student logits and the weak logits w = fc(feature), both [rows, cols], columns
+// contiguous; its outputs: per-row losses and the two gradients (each optional).
+template <class TS, class TW = TS> struct StudentWeakView {
+  const TS* student = nullptr;
+  std::int64_t student_row_stride = 0;
+  const TW* weak = nullptr;
+  std::int64_t weak_row_stride = 0;
+  std::int64_t rows = 0;
+  std::int64_t cols = 0;
+};
+
+// Per-row losses (optional) and the two gradients (each optional), multiplied by grad_scale.
+template <class A, class TG> struct USKDOutputs {
+  A* row_loss = nullptr;
+  TG* grad_student = nullptr;
+  std::int64_t grad_student_row_stride = 0;
+  TG* grad_weak = nullptr;
+  std::int64_t grad_weak_row_stride = 0;
+  A grad_scale = A(1);
+};
+
+template <class TS, class TW> void validate_uskd_shape(const StudentWeakView<TS, TW>& x) {
+  require(x.rows >= 0, "student_logits: negative number of rows");
+  require(x.cols >= 2, "student_logits: USKD needs at least 2 classes, got " + std::to_string(x.cols));
+  require(x.rows == 0 || x.student != nullptr, "student_logits: null pointer");
+  require(x.rows == 0 || x.weak != nullptr, "weak_logits: null pointer");
+}
+
 }  // namespace fusedkd

@@ -92,40 +92,6 @@ template <class A> FUSEDKD_HD_INLINE OnlineLSEDot<A> lse_dot_from_sums(A m, A z,
   return r;
 }
 
-// lse(x) with the arg-max element split off: m = max x (first index on ties),
-// rest = Σ_{j ≠ argmax} exp(x_j − m). Gives log Σ_{j≠argmax} exp(x_j) = m + log(rest) without
-// the cancellation of log(z − 1) when the max dominates.
-template <class A> struct OnlineTopLSE {
-  A m = neg_inf<A>();
-  A rest = A(0);
-  long long arg = -1;
-
-  FUSEDKD_HD void push(A x, long long j) {
-    if (x > m) {
-      rest = (arg < 0) ? A(0) : (rest + A(1)) * exp_(m - x);  // the old max joins the rest
-      m = x;
-      arg = j;
-    } else {
-      rest += exp_(x - m);
-    }
-  }
-  // Merge with a state over other indices; ties go to the lower index.
-  FUSEDKD_HD void merge(const OnlineTopLSE& o) {
-    if (o.arg < 0) return;
-    if (arg < 0) { *this = o; return; }
-    const bool take_other = o.m > m || (o.m == m && o.arg < arg);
-    if (take_other) {
-      rest = o.rest + (rest + A(1)) * exp_(m - o.m);
-      m = o.m;
-      arg = o.arg;
-    } else {
-      rest += (o.rest + A(1)) * exp_(o.m - m);
-    }
-  }
-  FUSEDKD_HD A lse() const { return m + log_(A(1) + rest); }
-  FUSEDKD_HD A lse_rest() const { return m + log_(rest); }  // -inf when only one element
-};
-
 // The state a policy's statistics keep for a value type V: the types above for scalars; the CPU
 // executor specializes these for its SIMD lanes (cpu/lane_accumulators.hpp), so a policy's
 // StatsT<V> is written once for both.

@@ -258,7 +258,7 @@ TEST_P(LanesVsScalar, RLDTeacherTiesGoToTheFirstIndex) {
   for (size_t k = 0; k < grad.size(); ++k) EXPECT_NEAR(grad[k], grad_ref[k], 2e-6);
 }
 
-// KD's SIMD rows keep their exponentials (cpu/kd_lanes.hpp): against the fp64 scalar rows on
+// KD's SIMD rows keep their exponentials (cpu/softmax_pair_lanes.hpp): against the fp64 scalar rows on
 // wide logits (N(0, 8²), LLM-like), at τ = 1 and 4, every remainder, with columns masked to −inf
 // in both student and teacher (a padded vocabulary: they contribute nothing, get gradient 0,
 // exactly as in the scalar path), and the loss alone (no gradient) equal to the loss with one.

@@ -14,7 +14,6 @@
 
 #include <limits>
 
-#include "../losses/rld.hpp"
 #include "../online_softmax.hpp"
 #include "lanes.hpp"
 
@@ -118,51 +117,6 @@ template <int W> struct LaneLSEDot {
   }
 };
 
-// ScaledTopLSE per lane: m = max x, arg = its column (first on ties within the lane),
-// rest = Σ_{j≠arg} exp((x_j − m) k).
-template <int W> struct LaneTopLSE {
-  using V = FloatLanes<W>;
-  V m = lowest_lanes<W>();
-  V rest = V(0.0f);
-  IndexLanes<W> arg = IndexLanes<W>::filled(-1);
-  float k = 0.0f;
-
-  FUSEDKD_LANES_INLINE void push(V x, IndexLanes<W> j, float scale) {
-    k = scale;
-    const LaneMask<W> grow = x > m;
-    const V e = exp_((min(x, m) - max(x, m)) * scale);  // exp(−|x − m| k): the smaller joins the rest
-    const V had_arg = select(arg >= 0, V(1.0f), V(0.0f));
-    rest = select(grow, (rest + had_arg) * e, rest + e);  // a new max: the old one joins the rest
-    m = select(grow, x, m);
-    arg = select(grow, j, arg);
-  }
-
-  // Lane by lane, ScaledTopLSE::merge of lanes [first, W) of o (other columns; ties to the lower
-  // column): the larger max wins, the other max joins the rest.
-  FUSEDKD_LANES_INLINE void merge_lanes(const LaneTopLSE& o, int first) {
-    const LaneMask<W> theirs = lane_keep<W>(first) && (o.arg >= 0), mine = arg >= 0;
-    const LaneMask<W> take = theirs && (!mine || o.m > m || (o.m == m && o.arg < arg));
-    const V e = exp_((min(m, o.m) - max(m, o.m)) * o.k);  // exp(−|m − m_o| k)
-    const V had_arg = select(mine, V(1.0f), V(0.0f));
-    rest = select(take, o.rest + (rest + had_arg) * e, select(theirs, rest + (o.rest + 1.0f) * e, rest));
-    m = select(take, o.m, m);
-    arg = select(take, o.arg, arg);
-    k = o.k;
-  }
-
-  FUSEDKD_LANES_INLINE void reduce_into(ScaledTopLSE<float>& into, int first = 0) const {
-    for (int l = first; l < W; ++l) {
-      if (arg[l] < 0) continue;
-      ScaledTopLSE<float> s;
-      s.m = m[l];
-      s.rest = rest[l];
-      s.k = k;
-      s.arg = arg[l];
-      into.merge(s);
-    }
-  }
-};
-
 // Merges lanes [first, W) of one lane state into another over other columns (for StatsT::zip).
 struct MergeLanes {
   int first = 0;
@@ -186,9 +140,6 @@ namespace fusedkd {
 template <int W> struct Accumulators<cpu::FloatLanes<W>> {
   using LSE = cpu::LaneLSE<W>;
   using LSEDot = cpu::LaneLSEDot<W>;
-};
-template <int W> struct TopLSEAccumulator<cpu::FloatLanes<W>> {
-  using type = cpu::LaneTopLSE<W>;
 };
 }  // namespace fusedkd
 

@@ -22,7 +22,6 @@
 #include <type_traits>
 
 #include "../batch.hpp"
-#include "../cpu/uskd.hpp"
 #include "../losses/dkd.hpp"
 #include "../losses/kd.hpp"
 #include "../losses/nkd.hpp"
@@ -249,12 +248,12 @@ template <class T> inline std::size_t uskd_workspace_size(std::int64_t rows, std
 
 // USKD: student and weak logits of one dtype; gradients to both (each optional).
 template <class T>
-void uskd(const USKDParams& p, const cpu::StudentWeakView<T, T>& x, const DeviceLabels& labels, Reduction reduction,
+void uskd(const USKDParams& p, const StudentWeakView<T, T>& x, const DeviceLabels& labels, Reduction reduction,
           const USKDDeviceOutputs<acc_t<T>, grad_t<T>>& out, const Workspace& ws, cudaStream_t stream) {
   using A = acc_t<T>;
   validate(p);
   detail::check_rows_cols(x.rows, x.cols);
-  cpu::validate_uskd_shape(x);
+  validate_uskd_shape(x);
   require(labels.data != nullptr || x.rows == 0, "target: USKD needs labels");
   require(out.loss != nullptr, "loss: null output pointer");
   require(x.rows <= 1 || (x.student_row_stride >= x.cols && x.weak_row_stride >= x.cols),

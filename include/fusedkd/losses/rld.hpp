@@ -76,11 +76,6 @@ template <class A> struct ScaledTopLSE {
   }
 };
 
-// ScaledTopLSE for a value type V (specialized for the CPU executor's SIMD lanes).
-template <class V> struct TopLSEAccumulator {
-  using type = ScaledTopLSE<V>;
-};
-template <class V> using TopLSEState = typename TopLSEAccumulator<V>::type;
 
 template <class A> struct RLD {
   static constexpr bool uses_teacher = true;
@@ -105,7 +100,8 @@ template <class A> struct RLD {
 
   template <class V> struct StatsT {
     LSEState<V> s_nt_a;    // lse_{j≠y}(s/a)
-    TopLSEState<V> t_top;  // teacher arg-max m and Σ_{j≠m} exp((t_j − t_m)/a)
+    ScaledTopLSE<V> t_top;  // teacher arg-max m and Σ_{j≠m} exp((t_j − t_m)/a); scalar V only: the
+                            // SIMD rows run RLD through rld_lanes.hpp, not on lane states
     LSEState<V> s_k;       // lse_K(s/τ)
     LSEDotState<V> t_k;    // lse_K(t/τ) and Σ_{j∈K} exp(t_j/τ − m)(t_j − s_j)
     template <class J> FUSEDKD_HD_FORCEINLINE void push(const Context& c, J j, V sj, V tj) {

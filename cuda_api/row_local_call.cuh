@@ -1,5 +1,5 @@
 // The row-local losses (KD, DKD, NKD, RLD) behind the type-erased API: one template, instantiated
-// per loss and row mode (raw or standardized logits) in generated units (kernels/row_local_instance.cu.in,
+// per loss and row mode (raw or standardized logits) in generated units (cuda_api/row_local_instance.cu.in,
 // cmake/FusedkdTorch.cmake), each for every supported dtype pair, so that they compile in parallel.
 #pragma once
 

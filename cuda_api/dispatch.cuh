@@ -1,4 +1,4 @@
-// Runtime dtype → template dispatch for the type-erased API (kernels/api.hpp). Each loss's .cu
+// Runtime dtype → template dispatch for the type-erased API (cuda_api/api.hpp). Each loss's .cu
 // file instantiates its kernels for every supported (student, teacher) pair through it:
 // {float32, float16, bfloat16} × {float32, float16, bfloat16}, and float64 × float64.
 #pragma once

@@ -1,6 +1,6 @@
-// Type-erased host API of the compiled CUDA kernels (kernels/*.cu). Plain C++17: includes no
+// Type-erased host API of the compiled CUDA kernels (cuda_api/*.cu). Plain C++17: includes no
 // CUDA header, so g++ code (the torch bindings) can call it; link the objects built from
-// kernels/*.cu (nvcc) and CUDA's runtime.
+// cuda_api/*.cu (nvcc) and CUDA's runtime.
 //
 //   fusedkd::kernels::LossCall call;            // sizes, device pointers, dtypes, strides
 //   call.rows = N; call.cols = C; ...

@@ -27,7 +27,7 @@ void uskd(const USKDParams& p, const LossCall& c) {
   dispatch_uskd(c, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = acc_t<T>;
-    const cpu::StudentWeakView<T, T> x{static_cast<const T*>(c.student), c.student_row_stride,
+    const StudentWeakView<T, T> x{static_cast<const T*>(c.student), c.student_row_stride,
                                        static_cast<const T*>(c.teacher), c.teacher_row_stride, c.rows, c.cols};
     const cuda::USKDDeviceOutputs<A, grad_t<T>> out{static_cast<A*>(c.loss), static_cast<grad_t<T>*>(c.grad), c.grad_row_stride,
                                                     static_cast<grad_t<T>*>(c.grad_weak), c.grad_weak_row_stride};
