@@ -18,6 +18,8 @@ import warnings
 import torch
 import torch.autograd.forward_ad as _fwad
 
+from ._specs import LOSS_OPS
+
 _here = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -64,17 +66,6 @@ def _grad_dtype(like: torch.Tensor) -> torch.dtype:
 
 def _fake_grad(like: torch.Tensor, compute_grad: bool) -> torch.Tensor:
     return like.new_empty(like.shape if compute_grad else (0,), dtype=_grad_dtype(like))
-
-
-@torch.library.register_fake("fusedkd::kd")
-def _(student, teacher, temperature, logit_standardization, reduction, compute_grad, grad_private=False):
-    return _fake_loss(student, reduction), _fake_grad(student, compute_grad)
-
-
-@torch.library.register_fake("fusedkd::dkd")
-def _(student, teacher, target, alpha, beta, temperature, logit_standardization, reduction, ignore_index, compute_grad,
-      grad_private=False):
-    return _fake_loss(student, reduction), _fake_grad(student, compute_grad)
 
 
 # ----------------------------------------------------------------------------- autograd
@@ -280,27 +271,6 @@ def call_op(op_name: str, *args):
     return getattr(ops, op_name)(*args, True)
 
 
-# kd(student, teacher, temperature, logit_standardization, reduction, compute_grad, grad_private)
-_make_autograd("kd", n_grads=1)
-# dkd(student, teacher, target, alpha, beta, temperature, logit_standardization, reduction, ignore_index,
-#     compute_grad, grad_private)
-_make_autograd("dkd", n_grads=1)
-
-
-@torch.library.register_fake("fusedkd::nkd")
-def _(student, teacher, target, temperature, gamma, reduction, ignore_index, compute_grad, grad_private=False):
-    return _fake_loss(student, reduction), _fake_grad(student, compute_grad)
-
-
-@torch.library.register_fake("fusedkd::rld")
-def _(student, teacher, target, alpha, beta, temperature, alpha_temperature, logit_standardization, reduction,
-      ignore_index, compute_grad, grad_private=False):
-    return _fake_loss(student, reduction), _fake_grad(student, compute_grad)
-
-
-@torch.library.register_fake("fusedkd::uskd")
-def _(student, weak, target, alpha, beta, mu, reduction, ignore_index, compute_grad, grad_private=False):
-    return _fake_loss(student, reduction), _fake_grad(student, compute_grad), _fake_grad(weak, compute_grad)
 
 
 @torch.library.register_fake("fusedkd::scale_grad_")
@@ -335,10 +305,23 @@ def _scale_grad_autograd(keyset: torch._C.DispatchKeySet, grad: torch.Tensor, gr
 _lib.impl("scale_grad_", _scale_grad_autograd, "Autograd", with_keyset=True)
 
 
-# nkd(student, teacher, target, temperature, gamma, reduction, ignore_index, compute_grad, grad_private)
-_make_autograd("nkd", n_grads=1)
-# rld(student, teacher, target, alpha, beta, temperature, alpha_temperature, logit_standardization,
-#     reduction, ignore_index, compute_grad, grad_private)
-_make_autograd("rld", n_grads=1)
-# uskd(student, weak, target, alpha, beta, mu, reduction, ignore_index, compute_grad, grad_private): grads to both
-_make_autograd("uskd", n_grads=2)
+# ----------------------------------------------------------------------------- the loss ops
+
+
+def _register_fake(op_name: str, n_grads: int) -> None:
+    """Fake (meta) kernel of a loss op, from its schema: the loss (a scalar, or [N] for "none"; fp32,
+    fp64 for fp64 logits) and one gradient per differentiable input (grad_t of its dtype, or [0]
+    without compute_grad)."""
+    names = [a.name for a in getattr(ops, op_name).default._schema.arguments]
+    reduction_pos, compute_grad_pos = names.index("reduction"), names.index("compute_grad")
+
+    def fake(*args):
+        student, compute_grad = args[0], args[compute_grad_pos]
+        return (_fake_loss(student, args[reduction_pos]),) + tuple(_fake_grad(x, compute_grad) for x in args[:n_grads])
+
+    torch.library.register_fake(f"fusedkd::{op_name}", fake)
+
+
+for _op in LOSS_OPS:
+    _register_fake(_op.name, len(_op.differentiable))
+    _make_autograd(_op.name, n_grads=len(_op.differentiable))
