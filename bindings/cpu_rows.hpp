@@ -19,28 +19,10 @@
 
 namespace fusedkd::binding {
 
-// The row-local losses, by the executor entry point their rows run through.
-struct KDRows {
-  using Params = KDParams;
-  static constexpr bool has_labels = false;
-};
-struct DKDRows {
-  using Params = DKDParams;
-  static constexpr bool has_labels = true;
-};
-struct NKDRows {
-  using Params = NKDParams;
-  static constexpr bool has_labels = true;
-};
-struct RLDRows {
-  using Params = RLDParams;
-  static constexpr bool has_labels = true;
-};
-
 // Rows [begin, end) of a row-local loss: cpu::loss_rows<Loss> (raw or standardized logits).
-template <class Loss, class TS, class TT, class TL> struct CpuRows {
+template <template <class> class Loss, class TS, class TT, class TL> struct CpuRows {
   using A = acc_t<TS>;
-  static void run(const typename Loss::Params& params, const LogitsView<TS, TT>& x, const LabelsView<TL>& labels,
+  static void run(const typename Loss<A>::Params& params, const LogitsView<TS, TT>& x, const LabelsView<TL>& labels,
                   const RowOutputs<A, grad_t<TS>>& out, std::int64_t begin, std::int64_t end);
 };
 

@@ -7,18 +7,11 @@
 
 namespace fusedkd::binding {
 
-namespace detail {
-template <class... Args> void loss_rows(KDRows, const Args&... args) { cpu::loss_rows<KD>(args...); }
-template <class... Args> void loss_rows(DKDRows, const Args&... args) { cpu::loss_rows<DKD>(args...); }
-template <class... Args> void loss_rows(NKDRows, const Args&... args) { cpu::loss_rows<NKD>(args...); }
-template <class... Args> void loss_rows(RLDRows, const Args&... args) { cpu::loss_rows<RLD>(args...); }
-}  // namespace detail
-
-template <class Loss, class TS, class TT, class TL>
-void CpuRows<Loss, TS, TT, TL>::run(const typename Loss::Params& params, const LogitsView<TS, TT>& x,
+template <template <class> class Loss, class TS, class TT, class TL>
+void CpuRows<Loss, TS, TT, TL>::run(const typename Loss<A>::Params& params, const LogitsView<TS, TT>& x,
                                     const LabelsView<TL>& labels, const RowOutputs<A, grad_t<TS>>& out, std::int64_t begin,
                                     std::int64_t end) {
-  detail::loss_rows(Loss{}, params, x, labels, out, begin, end);
+  cpu::loss_rows<Loss>(params, x, labels, out, begin, end);
 }
 
 template <class TS, class TL>

@@ -49,8 +49,8 @@ template <class A> A grad_scale(Reduction r, int64_t counted) {
 
 // Runs the rows of a loss whose rows are independent (CpuRows<Loss, ...>::run over row ranges in
 // parallel); returns (loss, grad_student).
-template <class Loss>
-std::tuple<Tensor, Tensor> run_row_local(const typename Loss::Params& params, const Tensor& student_in,
+template <template <class> class Loss>
+std::tuple<Tensor, Tensor> run_row_local(const typename Loss<float>::Params& params, const Tensor& student_in,
                                          const Tensor* teacher_in, const Tensor* target_in, int64_t ignore_index,
                                          Reduction reduction, bool compute_grad) {
   const Tensor student = with_unit_column_stride(student_in);
@@ -79,7 +79,7 @@ std::tuple<Tensor, Tensor> run_row_local(const typename Loss::Params& params, co
       });
       write_loss(loss, row_loss, reduction, counted);
     };
-    if constexpr (Loss::has_labels) {
+    if constexpr (Loss<A>::uses_label) {
       const Tensor target = contiguous_1d(*target_in);
       dispatch_label(target.scalar_type(), [&](auto tl) { run(tl, target.data_ptr()); });
     } else {
@@ -93,7 +93,7 @@ std::tuple<Tensor, Tensor> kd_cpu(Tensor student, Tensor teacher, double tempera
                                   std::string reduction, bool compute_grad, bool /*grad_private*/) {
   check_inputs(student, teacher, "teacher_logits", nullptr, KD<float>::min_classes);
   const KDParams p = kd_params(temperature, logit_standardization);
-  return run_row_local<KDRows>(p, student, &teacher, nullptr, -100, reduction_from(reduction), compute_grad);
+  return run_row_local<KD>(p, student, &teacher, nullptr, -100, reduction_from(reduction), compute_grad);
 }
 
 std::tuple<Tensor, Tensor> dkd_cpu(Tensor student, Tensor teacher, Tensor target, double alpha, double beta,
@@ -101,7 +101,7 @@ std::tuple<Tensor, Tensor> dkd_cpu(Tensor student, Tensor teacher, Tensor target
                                    int64_t ignore_index, bool compute_grad, bool /*grad_private*/) {
   check_inputs(student, teacher, "teacher_logits", &target, DKD<float>::min_classes);
   const DKDParams p = dkd_params(alpha, beta, temperature, logit_standardization);
-  return run_row_local<DKDRows>(p, student, &teacher, &target, ignore_index, reduction_from(reduction),
+  return run_row_local<DKD>(p, student, &teacher, &target, ignore_index, reduction_from(reduction),
                        compute_grad);
 }
 
@@ -110,7 +110,7 @@ std::tuple<Tensor, Tensor> nkd_cpu(Tensor student, Tensor teacher, Tensor target
                                    bool /*grad_private*/) {
   check_inputs(student, teacher, "teacher_logits", &target, NKD<float>::min_classes);
   const NKDParams p = nkd_params(temperature, gamma);
-  return run_row_local<NKDRows>(p, student, &teacher, &target, ignore_index, reduction_from(reduction),
+  return run_row_local<NKD>(p, student, &teacher, &target, ignore_index, reduction_from(reduction),
                        compute_grad);
 }
 
@@ -120,7 +120,7 @@ std::tuple<Tensor, Tensor> rld_cpu(Tensor student, Tensor teacher, Tensor target
                                    bool /*grad_private*/) {
   check_inputs(student, teacher, "teacher_logits", &target, RLD<float>::min_classes);
   const RLDParams p = rld_params(alpha, beta, temperature, alpha_temperature, logit_standardization);
-  return run_row_local<RLDRows>(p, student, &teacher, &target, ignore_index, reduction_from(reduction),
+  return run_row_local<RLD>(p, student, &teacher, &target, ignore_index, reduction_from(reduction),
                        compute_grad);
 }
 

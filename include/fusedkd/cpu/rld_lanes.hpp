@@ -21,6 +21,7 @@
 
 #include "../losses/rld.hpp"
 #include "lane_loops.hpp"
+#include "lane_row.hpp"
 #include "lanes.hpp"
 
 #if FUSEDKD_CPU_VECTOR_EXTENSIONS
@@ -137,6 +138,22 @@ FUSEDKD_LANES_INLINE RLD<float>::Row rld_row_lanes(const RLD<float>::Context& c,
   }
   return r;
 }
+
+// RLD's LaneRow: rld_row_lanes, which leaves ∂ℓ/∂s in scratch[0, C), then the scaled copy into g.
+template <> struct LaneRow<RLD<float>> {
+  template <int W, class LoadS, class LoadT, class TG>
+  static FUSEDKD_LANES_INLINE RLD<float>::Row run(const RLD<float>::Context& ctx, std::int64_t C, LoadS&& load_s,
+                                                  LoadT&& load_t, TG* g, float scale, float* scratch) {
+    const RLD<float>::Row r = rld_row_lanes<W>(ctx, C, load_s, load_t, g ? scratch : nullptr);
+    if (g) {
+      const FloatLanes<W> sc(scale);
+      detail::for_lane_blocks<W>(C, [&](std::int64_t j, int) FUSEDKD_LANES_INLINE_LAMBDA {
+        store_lanes(g + j, sc * load_lanes<W>(scratch + j));
+      });
+    }
+    return r;
+  }
+};
 
 }  // namespace fusedkd::cpu
 

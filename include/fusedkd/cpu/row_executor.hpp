@@ -11,11 +11,11 @@
 #include "../reduction.hpp"
 #include "../row.hpp"
 #include "isa.hpp"
-#include "lane_accumulators.hpp"
 #include "lane_loops.hpp"
+#include "lane_row.hpp"
 #include "lanes.hpp"
-#include "rld_lanes.hpp"
-#include "softmax_pair_lanes.hpp"
+#include "rld_lanes.hpp"            // LaneRow<RLD<float>>
+#include "softmax_pair_lanes.hpp"   // LaneRow of the softmax-pair losses
 
 namespace fusedkd::cpu {
 
@@ -83,78 +83,7 @@ void run_rows_scalar(const Params& params, const LogitsView<TS, TT>& x, const La
   });
 }
 
-// A loss's row statistics on SIMD lanes: load_s(j) / load_t(j) give the W (transformed) values
-// of columns j … j + W − 1. Per block of kLaneColumnBlock columns, a remainder of r < W columns is
-// pushed as the W columns ending at the block's end into a second lane state, whose last r lanes
-// merge lane by lane into the first; the lanes are then reduced into a scalar state (a fixed
-// tree over the lanes), and the blocks merge in order. So the result depends only on C and W.
-// Needs C ≥ W.
-template <class L, int W, class LoadS, class LoadT>
-FUSEDKD_LANES_INLINE typename L::Stats lane_row_stats(const typename L::Context& ctx, std::int64_t C, LoadS&& load_s,
-                                                      LoadT&& load_t) {
-  using Lanes = typename L::template StatsT<FloatLanes<W>>;
-  typename L::Stats st;
-  for (std::int64_t j0 = 0; j0 < C; j0 += kLaneColumnBlock) {
-    const std::int64_t j1 = j0 + kLaneColumnBlock < C ? j0 + kLaneColumnBlock : C;
-    Lanes lanes;
-    std::int64_t j = j0;
-    for (; j + W <= j1; j += W) lanes.push(ctx, IndexLanes<W>::iota(j), load_s(j), load_t(j));
-    if (j < j1) {
-      Lanes tail;
-      const std::int64_t jt = j1 - W;
-      tail.push(ctx, IndexLanes<W>::iota(jt), load_s(jt), load_t(jt));
-      tail.zip(lanes, MergeLanes{int(j - jt)});
-    }
-    typename L::Stats part;
-    lanes.zip(part, ReduceLanes{});
-    if (j0 == 0)
-      st = part;
-    else
-      st.merge(part);
-  }
-  return st;
-}
-
-// Floats of per-thread scratch lane_row needs for a row of C columns with a gradient.
-constexpr std::int64_t lane_row_scratch(std::int64_t C) { return 3 * C; }
-
-// One row on SIMD lanes (fp32 accumulation): returns the row's statistics and, where g is not
-// null, writes g_j = scale · ∂ℓ/∂s_j with respect to the loaded values. load_s(j) / load_t(j)
-// give W (possibly transformed) values. KD, DKD, NKD at τ = 1 and RLD keep their exponentials
-// between passes (softmax_pair_lanes.hpp, rld_lanes.hpp); the other losses run the policy's
-// StatsT / grad on W columns at a time. scratch: lane_row_scratch(C) floats. Needs C ≥ W.
-template <class L, int W, class LoadS, class LoadT, class TG>
-FUSEDKD_LANES_INLINE typename L::Row lane_row(const typename L::Context& ctx, std::int64_t C, LoadS&& load_s,
-                                              LoadT&& load_t, TG* g, float scale, float* scratch) {
-  using V = FloatLanes<W>;
-  if constexpr (std::is_same_v<L, KD<float>> || std::is_same_v<L, DKD<float>> || std::is_same_v<L, NKD<float>>) {
-    // softmax_pair_lanes.hpp (NKD at τ = 1 only; at other τ it streams four sums, below)
-    bool pair = true;
-    if constexpr (std::is_same_v<L, NKD<float>>) pair = ctx.unit_tau;
-    if (pair) return softmax_pair_row_lanes<L, W>(ctx, C, load_s, load_t, g, scale, g ? scratch : nullptr);
-  }
-  if constexpr (std::is_same_v<L, RLD<float>>) {  // rld_lanes.hpp: leaves ∂ℓ/∂s in scratch[0, C)
-    const typename L::Row r = rld_row_lanes<W>(ctx, C, load_s, load_t, g ? scratch : nullptr);
-    if (g) {
-      const V sc(scale);
-      for_lane_blocks<W>(C, [&](std::int64_t j, int) FUSEDKD_LANES_INLINE_LAMBDA {
-        store_lanes(g + j, sc * load_lanes<W>(scratch + j));
-      });
-    }
-    return r;
-  } else {
-    const typename L::Row r = L::finalize(ctx, lane_row_stats<L, W>(ctx, C, load_s, load_t));
-    if (g) {
-      const V sc(scale);
-      for_lane_blocks<W>(C, [&](std::int64_t j, int) FUSEDKD_LANES_INLINE_LAMBDA {  // a remainder rewrites equal values
-        store_lanes(g + j, sc * L::grad(ctx, r, IndexLanes<W>::iota(j), load_s(j), load_t(j)));
-      });
-    }
-    return r;
-  }
-}
-
-// SIMD rows (fp32 accumulation): lane_row on each counted row. Rows shorter than W take the
+// SIMD rows (fp32 accumulation): the loss's LaneRow program (lane_row.hpp) on each counted row. Rows shorter than W take the
 // scalar path. Always inlined into an instruction-set-specific caller.
 template <template <class> class Loss, int W, class Params, class TS, class TT, class TL, class TG>
 FUSEDKD_LANES_INLINE void run_rows_lanes(const Params& params, const LogitsView<TS, TT>& x,
@@ -164,13 +93,13 @@ FUSEDKD_LANES_INLINE void run_rows_lanes(const Params& params, const LogitsView<
   static_assert(L::uses_teacher, "the row-local losses read a teacher row");
   const std::int64_t C = x.cols;
   if (C < W) return run_rows_scalar<Loss>(params, x, labels, out, row_begin, row_end);
-  std::vector<float> scratch(out.grad ? std::size_t(lane_row_scratch(C)) : 0);
+  std::vector<float> scratch(out.grad ? std::size_t(kLaneRowScratchPerColumn * C) : 0);
   for_each_counted_row(x, labels, out, row_begin, row_end, [&](std::int64_t i, const TS* s, const TT* t, TG* g)
                                                               FUSEDKD_LANES_INLINE_LAMBDA {
     const typename L::Context ctx(params, gather_row_input<float>(s, t, labels.label(i)));
     const auto load_s = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return load_lanes<W>(s + j); };
     const auto load_t = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return load_lanes<W>(t + j); };
-    const typename L::Row r = lane_row<L, W>(ctx, C, load_s, load_t, g, out.grad_scale, scratch.data());
+    const typename L::Row r = LaneRow<L>::template run<W>(ctx, C, load_s, load_t, g, out.grad_scale, scratch.data());
     if (out.row_loss) out.row_loss[i] = r.loss;
   });
 }

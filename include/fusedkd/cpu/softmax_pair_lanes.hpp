@@ -21,10 +21,8 @@
 #include <limits>
 #include <type_traits>
 
-#include "../losses/dkd.hpp"
-#include "../losses/kd.hpp"
-#include "../losses/nkd.hpp"
 #include "lane_loops.hpp"
+#include "lane_row.hpp"
 #include "lanes.hpp"
 
 #if FUSEDKD_CPU_VECTOR_EXTENSIONS
@@ -35,15 +33,14 @@
 namespace fusedkd::cpu {
 
 // The row's statistics and, where g is not null, g_j = scale · ∂ℓ/∂s_j (with respect to the
-// loaded values), for L = KD<float>, DKD<float>, or NKD<float> with τ = 1 (c.unit_tau).
+// loaded values), for a loss L whose row is a softmax pair (L::is_softmax_pair(c): KD, DKD, and NKD
+// at τ = 1), over every column, or over j ≠ y when L::uses_label.
 // load_s(j) / load_t(j) give the W (possibly transformed) values of columns j … j + W − 1.
 // scratch: 2C floats (used only with a gradient). Needs C ≥ W.
 template <class L, int W, class LoadS, class LoadT, class TG>
 FUSEDKD_LANES_INLINE typename L::Row softmax_pair_row_lanes(const typename L::Context& c, std::int64_t C,
                                                             LoadS&& load_s, LoadT&& load_t, TG* g, float scale,
                                                             float* scratch) {
-  static_assert(std::is_same_v<L, KD<float>> || std::is_same_v<L, DKD<float>> || std::is_same_v<L, NKD<float>>,
-                "a softmax pair at τ");
   using V = FloatLanes<W>;
   using I = IndexLanes<W>;
   const float lowest = std::numeric_limits<float>::lowest();
@@ -112,6 +109,17 @@ FUSEDKD_LANES_INLINE typename L::Row softmax_pair_row_lanes(const typename L::Co
   }
   return r;
 }
+
+// The LaneRow of a loss that declares is_softmax_pair(ctx): the kept-exponential row when the
+// context says the row is a softmax pair, the generic program otherwise (NKD at τ ≠ 1).
+template <class L> struct LaneRow<L, std::void_t<decltype(&L::is_softmax_pair)>> {
+  template <int W, class LoadS, class LoadT, class TG>
+  static FUSEDKD_LANES_INLINE typename L::Row run(const typename L::Context& ctx, std::int64_t C, LoadS&& load_s,
+                                                  LoadT&& load_t, TG* g, float scale, float* scratch) {
+    if (L::is_softmax_pair(ctx)) return softmax_pair_row_lanes<L, W>(ctx, C, load_s, load_t, g, scale, g ? scratch : nullptr);
+    return GenericLaneRow<L>::template run<W>(ctx, C, load_s, load_t, g, scale, scratch);
+  }
+};
 
 }  // namespace fusedkd::cpu
 

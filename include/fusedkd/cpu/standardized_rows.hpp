@@ -5,7 +5,7 @@
 // loss policy on x̃ = (x − μ)/(ε + σ); with a gradient, pass 3 sums Σ g and Σ g (s − μ) with
 // g = ∂ℓ/∂s̃, and pass 4 writes ∂ℓ/∂s through the standardization (standardize_backward). The
 // scalar rows recompute g in passes 3 and 4 (no per-row scratch, the same plan as a GPU block);
-// the SIMD rows keep g, and the exponentials behind it, in a per-thread scratch (lane_row).
+// the SIMD rows keep g, and the exponentials behind it, in a per-thread scratch (LaneRow, lane_row.hpp).
 #pragma once
 
 #include <cstdint>
@@ -93,7 +93,7 @@ template <int W, class Load> FUSEDKD_LANES_INLINE RowMoments<float> lane_moments
 }
 
 // Loss on standardized rows on SIMD lanes (fp32 accumulation). Pass 1 as run_rows_standardized;
-// the loss and ∂ℓ/∂s̃ come from lane_row on x̃ (each exponential once where the loss keeps them);
+// the loss and ∂ℓ/∂s̃ come from the loss's LaneRow on x̃ (each exponential once where the loss keeps them);
 // pass 3 sums Σ g and Σ g (s − μ) over the kept ∂ℓ/∂s̃, and pass 4 chains them through the
 // standardization. Needs C ≥ W.
 template <template <class> class Loss, int W, class Params, class TS, class TT, class TL, class TG>
@@ -103,7 +103,7 @@ FUSEDKD_LANES_INLINE void run_rows_standardized_lanes(const Params& params, cons
   using L = Loss<float>;
   using V = FloatLanes<W>;
   const std::int64_t C = x.cols;
-  std::vector<float> scratch(out.grad ? std::size_t(lane_row_scratch(C) + C) : 0);
+  std::vector<float> scratch(out.grad ? std::size_t((kLaneRowScratchPerColumn + 1) * C) : 0);
   for_each_counted_row(x, labels, out, row_begin, row_end, [&](std::int64_t i, const TS* s, const TT* t, TG* g)
                                                               FUSEDKD_LANES_INLINE_LAMBDA {
     const auto load_s = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return load_lanes<W>(s + j); };
@@ -112,8 +112,8 @@ FUSEDKD_LANES_INLINE void run_rows_standardized_lanes(const Params& params, cons
     const typename L::Context ctx(params, standardized_row_input(zs, zt, s, t, labels.label(i)));
     const auto std_s = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return zs.apply(load_s(j)); };
     const auto std_t = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return zt.apply(load_t(j)); };
-    float* const g_std = g ? scratch.data() + lane_row_scratch(C) : nullptr;  // ∂ℓ/∂s̃
-    const typename L::Row r = lane_row<L, W>(ctx, C, std_s, std_t, g_std, 1.0f, scratch.data());  // pass 2
+    float* const g_std = g ? scratch.data() + kLaneRowScratchPerColumn * C : nullptr;  // ∂ℓ/∂s̃
+    const typename L::Row r = LaneRow<L>::template run<W>(ctx, C, std_s, std_t, g_std, 1.0f, scratch.data());  // pass 2
     if (out.row_loss) out.row_loss[i] = r.loss;
     if (!g) return;
     const auto grad_std = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return load_lanes<W>(g_std + j); };

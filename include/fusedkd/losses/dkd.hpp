@@ -32,6 +32,7 @@ inline void validate(const DKDParams& p, Accumulation acc = Accumulation::Double
 }
 
 template <class A> struct DKD {
+  using Params = DKDParams;
   static constexpr bool uses_teacher = true;
   static constexpr bool uses_label = true;
   static constexpr long long min_classes = 2;  // the non-target part needs a class besides y
@@ -97,6 +98,9 @@ template <class A> struct DKD {
   }
 
   // v_j of the cross sum d = Σ exp(t_j/τ − m_t) v_j: t_j − s_j.
+  // The row is a pair of softmaxes at τ over the non-target columns with a cross sum
+  // (cross_term, stats_from_sums, grad_from_probs): an executor may keep its exponentials.
+  FUSEDKD_HD static bool is_softmax_pair(const Context&) { return true; }
   template <class V> FUSEDKD_HD_FORCEINLINE static V cross_term(V sj, V tj) { return tj - sj; }
 
   // The statistics from the sums of a pass with fixed references m: z = Σ_{j≠y} exp(x_j − m) for

@@ -25,6 +25,7 @@ inline void validate(const KDParams& p, Accumulation acc = Accumulation::Double)
 }
 
 template <class A> struct KD {
+  using Params = KDParams;
   static constexpr bool uses_teacher = true;
   static constexpr bool uses_label = false;
   static constexpr long long min_classes = 1;
@@ -69,6 +70,10 @@ template <class A> struct KD {
     r.t.log_z += bad;
     return r;
   }
+
+  // The row is a pair of softmaxes at τ over every column with the cross sum below
+  // (stats_from_sums, grad_from_probs): an executor may keep its exponentials between passes.
+  FUSEDKD_HD static bool is_softmax_pair(const Context&) { return true; }
 
   // v_j of the cross sum d = Σ exp(t_j/τ − m_t) v_j: t_j − s_j.
   template <class V> FUSEDKD_HD_FORCEINLINE static V cross_term(V sj, V tj) { return tj - sj; }

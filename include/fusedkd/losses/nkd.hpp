@@ -31,6 +31,7 @@ inline void validate(const NKDParams& p, Accumulation acc = Accumulation::Double
 }
 
 template <class A> struct NKD {
+  using Params = NKDParams;
   static constexpr bool uses_teacher = true;
   static constexpr bool uses_label = true;
   static constexpr long long min_classes = 2;  // the non-target part needs a class besides y
@@ -119,6 +120,9 @@ template <class A> struct NKD {
 
   // At τ = 1 only (unit_tau): v_j of the cross sum d = Σ_{j≠y} exp(t_j − m_t) v_j is s_j, and the
   // statistics from the sums of a pass with fixed references m (z = Σ_{j≠y} exp(x_j − m)).
+  // At τ = 1 the row is a pair of softmaxes over the non-target columns with a cross sum
+  // (cross_term, stats_from_sums, grad_from_probs); at other τ it streams four sums.
+  FUSEDKD_HD static bool is_softmax_pair(const Context& c) { return c.unit_tau; }
   template <class V> FUSEDKD_HD_FORCEINLINE static V cross_term(V sj, V) { return sj; }
   FUSEDKD_HD static Stats stats_from_sums(A m_s, A z_s, A m_t, A z_t, A d) {
     Stats st;

@@ -78,6 +78,7 @@ template <class A> struct ScaledTopLSE {
 
 
 template <class A> struct RLD {
+  using Params = RLDParams;
   static constexpr bool uses_teacher = true;
   static constexpr bool uses_label = true;
   static constexpr long long min_classes = 2;  // the binary split needs a class besides y
