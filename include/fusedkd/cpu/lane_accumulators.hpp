@@ -101,7 +101,7 @@ template <int W> struct LaneLSEDot {
     const V M = max(m, om);
     const V a = exp_(m - M), b = select(keep, exp_(om - M), V(0.0f));
     z = z * a + o.z * b;
-    d = d * a + o.d * b;
+    d = d * a + select(keep, o.d * b, V(0.0f));  // a lane not merged adds nothing (0 · ±inf is NaN)
     m = M;
   }
 
