@@ -3,12 +3,6 @@
 # package (fusedkdConfig.cmake: imported target fusedkd::cuda). Needs find_package(CUDAToolkit).
 function(fusedkd_cuda_usage target core)
   target_link_libraries(${target} INTERFACE ${core} CUDA::cudart_static)
-  # CUB and cuda/std live under include/cccl in CUDA 13; only nvcc adds that path by itself.
-  foreach(_dir IN LISTS CUDAToolkit_INCLUDE_DIRS)
-    if(EXISTS "${_dir}/cccl")
-      target_include_directories(${target} INTERFACE "${_dir}/cccl")
-      break()
-    endif()
-  endforeach()
+  # No CCCL include path: the headers use no CUB (docs/cuda.md, "Why not cub::BlockReduce").
   target_compile_options(${target} INTERFACE "$<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr;-lineinfo>")
 endfunction()
