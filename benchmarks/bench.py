@@ -39,15 +39,27 @@ import torch
 import fusedkd
 from fusedkd import reference
 
-# name -> (function name, call(module, s, t, w, y))
-_ALL_LOSSES = {
-    "kd": ("kd_loss", lambda m, s, t, w, y: m.kd_loss(s, t)),
-    "dkd": ("dkd_loss", lambda m, s, t, w, y: m.dkd_loss(s, t, y)),
-    "nkd": ("nkd_loss", lambda m, s, t, w, y: m.nkd_loss(s, t, y)),
-    "uskd": ("uskd_loss", lambda m, s, t, w, y: m.uskd_loss(s, w, y)),
-    "rld": ("rld_loss", lambda m, s, t, w, y: m.rld_loss(s, t, y)),
-    "rld_std": ("rld_loss", lambda m, s, t, w, y: m.rld_loss(s, t, y, logit_standardization=True)),
-}
+from fusedkd._ops import OP_ARGS  # noqa: E402
+from fusedkd._specs import LOSS_OPS  # noqa: E402
+
+
+def _call_of(op, **kwargs):
+    """call(module, s, t, w, y) of one loss op, its inputs as its schema names them: the teacher or
+    the weak logits second, the labels third when it takes them."""
+    spec = OP_ARGS[op.name]
+    weak = spec.second == "weak_logits"
+    takes_labels = spec.labels is not None
+
+    def call(m, s, t, w, y):
+        return getattr(m, op.function)(s, w if weak else t, *((y,) if takes_labels else ()), **kwargs)
+
+    return op.function, call
+
+
+# name -> (function name, call(module, s, t, w, y)): every op of the spec list (fusedkd._specs), plus
+# variants with other hyper-parameters.
+_ALL_LOSSES = {op.name: _call_of(op) for op in LOSS_OPS}
+_ALL_LOSSES["rld_std"] = _call_of(next(op for op in LOSS_OPS if op.name == "rld"), logit_standardization=True)
 LOSSES = {k: f for k, (fn, f) in _ALL_LOSSES.items() if hasattr(fusedkd, fn) and hasattr(reference, fn)}
 
 VISION = [(n, c) for n in (128, 1024, 4096) for c in (100, 1000, 21843)]

@@ -78,21 +78,15 @@ inline void check_pair(const Tensor& student, const Tensor& other, const char* n
                 dtype_name(student.scalar_type()), ": float64 inputs must both be float64");
 }
 
-// Integer labels [N] on the student's device.
-inline void check_target(const Tensor& student, const Tensor& target) {
-  FUSEDKD_CHECK(target.scalar_type() == ScalarType::Long || target.scalar_type() == ScalarType::Int,
-                "target must hold integer class labels (int64 or int32), got ", dtype_name(target.scalar_type()));
-  FUSEDKD_CHECK(target.dim() == 1 && target.size(0) == student.size(0), "target must have shape [N] = [",
+// Integer labels [N] on the student's device; name: the labels' argument name.
+inline void check_target(const Tensor& student, const Tensor& target, const char* name = "target") {
+  FUSEDKD_CHECK(target.scalar_type() == ScalarType::Long || target.scalar_type() == ScalarType::Int, name,
+                " must hold integer class labels (int64 or int32), got ", dtype_name(target.scalar_type()));
+  FUSEDKD_CHECK(target.dim() == 1 && target.size(0) == student.size(0), name, " must have shape [N] = [",
                 student.size(0), "], got ", target.dim(), "-D with ", target.numel(), " element(s)");
-  FUSEDKD_CHECK(target.is_cpu() == student.is_cpu() && target.get_device_index() == student.get_device_index(),
-                "target is on a different device than student_logits");
+  FUSEDKD_CHECK(target.is_cpu() == student.is_cpu() && target.get_device_index() == student.get_device_index(), name,
+                " is on a different device than student_logits");
 }
-
-inline void check_temperature(double v, const char* name) {
-  FUSEDKD_CHECK(std::isfinite(v) && v > 0.0, name, " must be a positive finite number, got ", v);
-}
-
-inline void check_finite(double v, const char* name) { FUSEDKD_CHECK(std::isfinite(v), name, " must be finite, got ", v); }
 
 inline void check_min_classes(const Tensor& student, int64_t min_classes) {
   FUSEDKD_CHECK(student.size(1) >= min_classes, "student_logits must have at least ", min_classes,

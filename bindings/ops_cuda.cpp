@@ -19,7 +19,7 @@
 
 #include "../cuda_api/api.hpp"
 #include "checks.hpp"
-#include "op_args.hpp"
+#include "loss_op.hpp"
 
 namespace fusedkd::binding {
 namespace {
@@ -71,120 +71,73 @@ void check_same_cuda_device(const Tensor& student, const Tensor& other, const ch
                 " but student_logits is on cuda:", student.get_device_index());
 }
 
-// The common body of every op: a LossCall over (student, second logits, optional target) with
-// outputs allocated like the CPU op's and a workspace tensor, then launch(params, call).
-template <class Params, class Launch>
-std::tuple<Tensor, Tensor, Tensor> run(const Params& params, const Tensor& student_in, const Tensor& second_in,
-                                       const Tensor* target_in, int64_t ignore_index, Reduction reduction,
-                                       bool compute_grad, bool grad_second, Launch launch) {
-  torch::stable::accelerator::DeviceGuard guard(student_in.get_device_index());
-  const Tensor student = with_unit_column_stride(student_in);
-  const Tensor second = with_unit_column_stride(second_in);
-  const int64_t N = student.size(0), C = student.size(1);
-  Tensor loss = new_loss(student, reduction);
-  Tensor grad = new_grad(student, compute_grad);
-  Tensor grad2 = new_grad(second, compute_grad && grad_second);
-
-  LossCall c;
-  c.rows = N;
-  c.cols = C;
-  c.student = student.data_ptr();
-  c.student_dtype = dtype_of(student);
-  c.student_row_stride = N > 0 ? student.stride(0) : C;
-  c.teacher = second.data_ptr();
-  c.teacher_dtype = dtype_of(second);
-  c.teacher_row_stride = N > 0 ? second.stride(0) : C;
-  Tensor target = student;  // placeholder when there is no target
-  if (target_in) {
-    target = contiguous_1d(*target_in);
-    c.labels = target.data_ptr();
-    c.labels_int32 = target.scalar_type() == ScalarType::Int;
-    c.ignore_index = ignore_index;
-  }
-  c.reduction = reduction;
-  c.loss = loss.data_ptr();
-  if (compute_grad) {
-    c.grad = grad.data_ptr();
-    c.grad_row_stride = C;
-    if (grad_second) {
-      c.grad_weak = grad2.data_ptr();
-      c.grad_weak_row_stride = C;
-    }
-  }
-  c.stream = current_cuda_stream(student.get_device_index());
-  try {
-    const std::size_t ws_bytes = kernels::workspace_size(params, c);
-    Tensor workspace = torch::stable::new_empty(student, {int64_t(ws_bytes)}, ScalarType::Byte);
-    c.workspace = workspace.data_ptr();
-    c.workspace_bytes = ws_bytes;
-    launch(params, c);
-  } catch (const Error& e) {
-    fail(user_message(e));
-  }
-  return {loss, grad, grad2};
-}
-
-// The shared checks (op_args.hpp) plus: every tensor on the same CUDA device.
-void check_on_cuda(const Tensor& student, const Tensor& second, const char* second_name, const Tensor* target) {
+// Every tensor on the student's CUDA device; names the first that is not.
+void check_on_cuda(const Tensor& student, const Tensor& second, const char* second_name, const Tensor* target,
+                   const char* target_name) {
   check_cuda_tensor(student, "student_logits");
   check_same_cuda_device(student, second, second_name);
-  if (target) check_same_cuda_device(student, *target, "target");
+  if (target) check_same_cuda_device(student, *target, target_name);
 }
 
-template <class Params, class Kernel>
-std::tuple<Tensor, Tensor> run_teacher_loss(const Params& p, const Tensor& student, const Tensor& teacher,
-                                            const Tensor* target, int64_t ignore_index, const std::string& reduction,
-                                            bool compute_grad, Kernel kernel) {
-  auto out = run(p, student, teacher, target, ignore_index, reduction_from(reduction), compute_grad, false, kernel);
-  return {std::get<0>(out), std::get<1>(out)};
-}
+// The CUDA op of every loss: a LossCall over (student, second logits, optional labels) with
+// outputs allocated like the CPU op's and a workspace tensor, then kernels::run<Loss>.
+// Returns (loss, grad_student) or, with weak logits, (loss, grad_student, grad_weak).
+struct CudaLoss {
+  template <template <class> class Loss> static auto run(const LossArgs<Loss>& a) {
+    using L = Loss<float>;
+    constexpr bool weak = has_weak_logits<L>::value;
+    check_on_cuda(a.student, a.second, weak ? "weak_logits" : "teacher_logits", a.target ? &*a.target : nullptr,
+                  label_name_of<L>::value);
+    torch::stable::accelerator::DeviceGuard guard(a.student.get_device_index());
+    const Tensor student = with_unit_column_stride(a.student);
+    const Tensor second = with_unit_column_stride(a.second);
+    const int64_t N = student.size(0), C = student.size(1);
+    Tensor loss = new_loss(student, a.reduction);
+    Tensor grad = new_grad(student, a.compute_grad);
+    Tensor grad2 = new_grad(second, a.compute_grad && weak);
 
-std::tuple<Tensor, Tensor> kd_cuda(Tensor student, Tensor teacher, double temperature, bool logit_standardization,
-                                   std::string reduction, bool compute_grad, bool /*grad_private*/) {
-  check_inputs(student, teacher, "teacher_logits", nullptr, KD<float>::min_classes);
-  check_on_cuda(student, teacher, "teacher_logits", nullptr);
-  return run_teacher_loss(kd_params(temperature, logit_standardization), student, teacher, nullptr, -100, reduction, compute_grad,
-                          [](const KDParams& q, const LossCall& c) { kernels::kd(q, c); });
-}
-
-std::tuple<Tensor, Tensor> dkd_cuda(Tensor student, Tensor teacher, Tensor target, double alpha, double beta,
-                                    double temperature, bool logit_standardization, std::string reduction,
-                                    int64_t ignore_index, bool compute_grad, bool /*grad_private*/) {
-  check_inputs(student, teacher, "teacher_logits", &target, DKD<float>::min_classes);
-  check_on_cuda(student, teacher, "teacher_logits", &target);
-  return run_teacher_loss(dkd_params(alpha, beta, temperature, logit_standardization), student, teacher, &target, ignore_index, reduction,
-                          compute_grad, [](const DKDParams& q, const LossCall& c) { kernels::dkd(q, c); });
-}
-
-std::tuple<Tensor, Tensor> nkd_cuda(Tensor student, Tensor teacher, Tensor target, double temperature, double gamma,
-                                    std::string reduction, int64_t ignore_index, bool compute_grad,
-                                    bool /*grad_private*/) {
-  check_inputs(student, teacher, "teacher_logits", &target, NKD<float>::min_classes);
-  check_on_cuda(student, teacher, "teacher_logits", &target);
-  return run_teacher_loss(nkd_params(temperature, gamma), student, teacher, &target, ignore_index, reduction,
-                          compute_grad, [](const NKDParams& q, const LossCall& c) { kernels::nkd(q, c); });
-}
-
-std::tuple<Tensor, Tensor> rld_cuda(Tensor student, Tensor teacher, Tensor target, double alpha, double beta,
-                                    double temperature, double alpha_temperature, bool logit_standardization,
-                                    std::string reduction, int64_t ignore_index, bool compute_grad,
-                                    bool /*grad_private*/) {
-  check_inputs(student, teacher, "teacher_logits", &target, RLD<float>::min_classes);
-  check_on_cuda(student, teacher, "teacher_logits", &target);
-  return run_teacher_loss(rld_params(alpha, beta, temperature, alpha_temperature, logit_standardization), student,
-                          teacher, &target, ignore_index, reduction, compute_grad,
-                          [](const RLDParams& q, const LossCall& c) { kernels::rld(q, c); });
-}
-
-std::tuple<Tensor, Tensor, Tensor> uskd_cuda(Tensor student, Tensor weak, Tensor target, double alpha, double beta,
-                                             double mu, std::string reduction, int64_t ignore_index,
-                                             bool compute_grad, bool /*grad_private*/) {
-  check_inputs(student, weak, "weak_logits", &target, 2);
-  check_on_cuda(student, weak, "weak_logits", &target);
-  const USKDParams p = uskd_params(student, weak, alpha, beta, mu);
-  return run(p, student, weak, &target, ignore_index, reduction_from(reduction), compute_grad, true,
-             [](const USKDParams& q, const LossCall& c) { kernels::uskd(q, c); });
-}
+    LossCall c;
+    c.rows = N;
+    c.cols = C;
+    c.student = student.data_ptr();
+    c.student_dtype = dtype_of(student);
+    c.student_row_stride = N > 0 ? student.stride(0) : C;
+    c.teacher = second.data_ptr();
+    c.teacher_dtype = dtype_of(second);
+    c.teacher_row_stride = N > 0 ? second.stride(0) : C;
+    Tensor target = student;  // placeholder when there are no labels
+    if (a.target) {
+      target = contiguous_1d(*a.target);
+      c.labels = target.data_ptr();
+      c.labels_int32 = target.scalar_type() == ScalarType::Int;
+      c.ignore_index = a.ignore_index;
+    }
+    c.reduction = a.reduction;
+    c.loss = loss.data_ptr();
+    if (a.compute_grad) {
+      c.grad = grad.data_ptr();
+      c.grad_row_stride = C;
+      if (weak) {
+        c.grad_weak = grad2.data_ptr();
+        c.grad_weak_row_stride = C;
+      }
+    }
+    c.stream = current_cuda_stream(student.get_device_index());
+    try {
+      const std::size_t ws_bytes = kernels::workspace_size<Loss>(a.params, c);
+      Tensor workspace = torch::stable::new_empty(student, {int64_t(ws_bytes)}, ScalarType::Byte);
+      c.workspace = workspace.data_ptr();
+      c.workspace_bytes = ws_bytes;
+      kernels::run<Loss>(a.params, c);
+    } catch (const Error& e) {
+      fail(user_message(e));
+    }
+    if constexpr (weak)
+      return std::tuple<Tensor, Tensor, Tensor>{loss, grad, grad2};
+    else
+      return std::tuple<Tensor, Tensor>{loss, grad};
+  }
+};
 
 void scale_grad_cuda(Tensor grad, Tensor grad_output) {
   check_cuda_tensor(grad, "grad");
@@ -210,10 +163,9 @@ void scale_grad_cuda(Tensor grad, Tensor grad_output) {
 }  // namespace fusedkd::binding
 
 STABLE_TORCH_LIBRARY_IMPL(fusedkd, CUDA, m) {
-  m.impl("kd", TORCH_BOX(&fusedkd::binding::kd_cuda));
-  m.impl("dkd", TORCH_BOX(&fusedkd::binding::dkd_cuda));
-  m.impl("nkd", TORCH_BOX(&fusedkd::binding::nkd_cuda));
-  m.impl("rld", TORCH_BOX(&fusedkd::binding::rld_cuda));
-  m.impl("uskd", TORCH_BOX(&fusedkd::binding::uskd_cuda));
+#define FUSEDKD_IMPL_LOSS(L) m.impl(fusedkd::L<float>::name, &fusedkd::binding::boxed_loss<fusedkd::L, fusedkd::binding::CudaLoss>);
+  FUSEDKD_ROW_LOCAL_LOSSES(FUSEDKD_IMPL_LOSS)
+  FUSEDKD_BATCH_LOSSES(FUSEDKD_IMPL_LOSS)
+#undef FUSEDKD_IMPL_LOSS
   m.impl("scale_grad_", TORCH_BOX(&fusedkd::binding::scale_grad_cuda));
 }

@@ -46,19 +46,20 @@ set(_fusedkd_ext_sources ${_src}/bindings/ops_cpu.cpp ${_src}/bindings/library.c
 # The CPU row loops (bindings/cpu_rows.hpp): one generated unit per loss and student dtype, each
 # explicitly instantiating that family for the teacher dtypes check_pair accepts and both label
 # types, so that the build parallelises and no unit takes long. The units include no torch header.
+include(FusedkdRegistry)
 set(_fusedkd_cpu_rows_dir ${CMAKE_CURRENT_BINARY_DIR}/fusedkd_cpu_rows)
 set(_fusedkd_narrow float half_t bfloat16_t)
-foreach(_loss KD DKD NKD RLD USKD)
+foreach(_loss ${FUSEDKD_ROW_LOCAL_LOSSES} USKD)
   foreach(_ts float half_t bfloat16_t double)
     if(_ts STREQUAL "double")
       set(_teachers double)
     else()
       set(_teachers ${_fusedkd_narrow})
     endif()
-    if(_loss STREQUAL "KD")
-      set(_labels std::int64_t)  # KD has no labels
-    else()
+    if(_loss STREQUAL "USKD" OR FUSEDKD_${_loss}_TAKES_LABELS)
       set(_labels std::int64_t std::int32_t)
+    else()
+      set(_labels std::int64_t)  # no labels: the op passes none
     endif()
     set(_lines "")
     foreach(_tl ${_labels})
@@ -86,7 +87,14 @@ if(FUSEDKD_HAS_CUDA AND EXISTS ${_src}/bindings/ops_cuda.cpp)
   # The row-local losses' kernels: one generated unit per loss and row mode (raw logits, and
   # standardized logits for the losses with logit_standardization), from one template.
   set(_fusedkd_row_local_dir ${CMAKE_CURRENT_BINARY_DIR}/fusedkd_row_local)
-  foreach(_mode KD:false DKD:false NKD:false RLD:false KD:true DKD:true RLD:true)
+  set(_fusedkd_row_local_modes "")
+  foreach(_loss ${FUSEDKD_ROW_LOCAL_LOSSES})
+    list(APPEND _fusedkd_row_local_modes ${_loss}:false)
+    if(FUSEDKD_${_loss}_STANDARDIZES)
+      list(APPEND _fusedkd_row_local_modes ${_loss}:true)
+    endif()
+  endforeach()
+  foreach(_mode ${_fusedkd_row_local_modes})
     string(REPLACE ":" ";" _mode ${_mode})
     list(GET _mode 0 LOSS)
     list(GET _mode 1 STANDARDIZED)

@@ -4,8 +4,11 @@
 //
 //   fusedkd::kernels::LossCall call;            // sizes, device pointers, dtypes, strides
 //   call.rows = N; call.cols = C; ...
-//   call.workspace = ws; call.workspace_bytes = fusedkd::kernels::workspace_size(params, call);
-//   fusedkd::kernels::dkd(params, call);         // enqueues on call.stream, returns at once
+//   call.workspace = ws; call.workspace_bytes = fusedkd::kernels::workspace_size<fusedkd::DKD>(params, call);
+//   fusedkd::kernels::run<fusedkd::DKD>(params, call);   // enqueues on call.stream, returns at once
+//
+// Instantiated for every loss of the registry (include/fusedkd/registry.hpp): the row-local ones
+// in generated units (row_local_api.cu, cmake/FusedkdTorch.cmake), USKD in uskd.cu.
 //
 // Errors (bad sizes, dtypes, pointers, a too small workspace, a failed launch) throw
 // fusedkd::Error. Labels are never read on the host: a label outside [0, C) that is not
@@ -15,12 +18,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include <fusedkd/losses/dkd.hpp>
-#include <fusedkd/losses/kd.hpp>
-#include <fusedkd/losses/nkd.hpp>
-#include <fusedkd/losses/rld.hpp>
-#include <fusedkd/losses/uskd.hpp>
 #include <fusedkd/reduction.hpp>
+#include <fusedkd/registry.hpp>
 
 namespace fusedkd::kernels {
 
@@ -38,12 +37,13 @@ struct LossCall {
   const void* student = nullptr;
   DType student_dtype = DType::Float32;
   std::int64_t student_row_stride = 0;
-  // Teacher logits (KD, DKD, NKD, RLD) or weak logits w = fc(feature) (USKD), [N, C].
+  // Teacher logits (the row-local losses) or weak logits w = fc(feature) (USKD), [N, C].
   // float64 only together with a float64 student; USKD: the student's dtype.
   const void* teacher = nullptr;
   DType teacher_dtype = DType::Float32;
   std::int64_t teacher_row_stride = 0;
-  // Labels [N], int64 (or int32 with labels_int32), contiguous; ignored by KD.
+  // Labels [N], int64 (or int32 with labels_int32), contiguous; null for a loss without labels
+  // (KD) or when optional labels are not given (every row counts).
   const void* labels = nullptr;
   bool labels_int32 = false;
   std::int64_t ignore_index = -100;
@@ -65,20 +65,19 @@ struct LossCall {
   void* stream = nullptr;
 };
 
-// Workspace bytes a call needs (depends on rows, cols, dtypes and, for RLD, standardization).
-std::size_t workspace_size(const KDParams& p, const LossCall& call);
-std::size_t workspace_size(const DKDParams& p, const LossCall& call);
-std::size_t workspace_size(const NKDParams& p, const LossCall& call);
-std::size_t workspace_size(const RLDParams& p, const LossCall& call);
-std::size_t workspace_size(const USKDParams& p, const LossCall& call);
+// Workspace bytes a call of Loss needs (depends on rows, cols, dtypes and standardization).
+template <template <class> class Loss>
+std::size_t workspace_size(const typename Loss<float>::Params& p, const LossCall& call);
 
-// Enqueue the loss (and gradients where asked) on call.stream. No allocation, no
+// Enqueue Loss (and its gradients where asked) on call.stream. No allocation, no
 // synchronization: capturable in a CUDA graph.
-void kd(const KDParams& p, const LossCall& call);
-void dkd(const DKDParams& p, const LossCall& call);
-void nkd(const NKDParams& p, const LossCall& call);
-void rld(const RLDParams& p, const LossCall& call);
-void uskd(const USKDParams& p, const LossCall& call);
+template <template <class> class Loss> void run(const typename Loss<float>::Params& p, const LossCall& call);
+
+// USKD (its own two-pass executor, uskd.cu): student and weak logits of one dtype; writes
+// call.grad_weak too.
+template <> std::size_t workspace_size<USKD>(const USKDParams& p, const LossCall& call);
+template <> void run<USKD>(const USKDParams& p, const LossCall& call);
+
 
 // Autograd's backward: grad[i, :] ← factor[i · factor_stride] · grad[i, :] in place, rows whose
 // factor is exactly 1 untouched (scale_rows.hpp). factor: float32, or float64 for a float64 grad.

@@ -1,6 +1,7 @@
-// The row-local losses (KD, DKD, NKD, RLD) behind the type-erased API: one template, instantiated
-// per loss and row mode (raw or standardized logits) in generated units (cuda_api/row_local_instance.cu.in,
-// cmake/FusedkdTorch.cmake), each for every supported dtype pair, so that they compile in parallel.
+// The row-local losses behind the type-erased API: one template, instantiated per loss and row
+// mode (raw or standardized logits) in generated units (cuda_api/row_local_instance.cu.in,
+// cmake/FusedkdTorch.cmake, from the registry), each for every supported dtype pair, so that they
+// compile in parallel.
 #pragma once
 
 #include "api.hpp"
@@ -9,8 +10,8 @@
 namespace fusedkd::kernels::detail {
 
 // Enqueues Loss on c's rows, on standardized logits when Standardized.
-template <template <class> class Loss, bool Standardized, class Params>
-void row_local_call(const Params& p, const LossCall& c) {
+template <template <class> class Loss, bool Standardized>
+void row_local_call(const typename Loss<float>::Params& p, const LossCall& c) {
   dispatch_pair(c.student_dtype, c.teacher_dtype, [&](auto ts, auto tt) {
     using TS = typename decltype(ts)::type;
     using TT = typename decltype(tt)::type;
@@ -19,15 +20,25 @@ void row_local_call(const Params& p, const LossCall& c) {
   });
 }
 
-// Workspace bytes of Loss for c (the plan depends on the row mode).
-template <template <class> class Loss, class Params> std::size_t row_local_workspace(const Params& p, const LossCall& c) {
-  std::size_t n = 0;
-  dispatch_pair(c.student_dtype, c.teacher_dtype, [&](auto ts, auto tt) {
-    using TS = typename decltype(ts)::type;
-    using TT = typename decltype(tt)::type;
-    n = cuda::row_local_workspace_size<Loss, TS, TT>(c.rows, c.cols, standardizes(p));
-  });
-  return n;
-}
+// The API entry points of a row-local Loss: the row mode from its parameters (standardizes()),
+// then that mode's instantiation.
+template <template <class> class Loss> struct RowLocalEntry {
+  using Params = typename Loss<float>::Params;
+  static void run(const Params& p, const LossCall& c) {
+    if constexpr (has_logit_standardization<Params>::value) {
+      if (standardizes(p)) return row_local_call<Loss, true>(p, c);
+    }
+    row_local_call<Loss, false>(p, c);
+  }
+  static std::size_t workspace_size(const Params& p, const LossCall& c) {
+    std::size_t n = 0;
+    dispatch_pair(c.student_dtype, c.teacher_dtype, [&](auto ts, auto tt) {
+      using TS = typename decltype(ts)::type;
+      using TT = typename decltype(tt)::type;
+      n = cuda::row_local_workspace_size<Loss, TS, TT>(c.rows, c.cols, standardizes(p));
+    });
+    return n;
+  }
+};
 
 }  // namespace fusedkd::kernels::detail

@@ -14,7 +14,7 @@ template <class F> void dispatch_uskd(const LossCall& c, F&& f) {
 }
 }  // namespace
 
-std::size_t workspace_size(const USKDParams&, const LossCall& c) {
+template <> std::size_t workspace_size<USKD>(const USKDParams&, const LossCall& c) {
   std::size_t n = 0;
   dispatch_uskd(c, [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -23,7 +23,7 @@ std::size_t workspace_size(const USKDParams&, const LossCall& c) {
   return n;
 }
 
-void uskd(const USKDParams& p, const LossCall& c) {
+template <> void run<USKD>(const USKDParams& p, const LossCall& c) {
   dispatch_uskd(c, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = acc_t<T>;

@@ -54,13 +54,15 @@ template <class TL> std::int64_t count_counted_rows(const LabelsView<TL>& labels
 }
 
 // Every label is ignore_index or in [0, cols); throws naming the first bad row otherwise.
-template <class TL> void validate_labels(const LabelsView<TL>& labels, std::int64_t rows, std::int64_t cols) {
+// name: the labels' argument name in messages.
+template <class TL>
+void validate_labels(const LabelsView<TL>& labels, std::int64_t rows, std::int64_t cols, const char* name = "target") {
   if (!labels.data) return;
   for (std::int64_t i = 0; i < rows; ++i) {
     const std::int64_t y = std::int64_t(labels.data[i]);
     if (y == labels.ignore_index) continue;
     if (y < 0 || y >= cols)  // the message is built only for a bad label
-      fail("target: label " + std::to_string(y) + " at row " + std::to_string(i) + " is out of range [0, " +
+      fail(std::string(name) + ": label " + std::to_string(y) + " at row " + std::to_string(i) + " is out of range [0, " +
            std::to_string(cols) + ") and is not ignore_index (" + std::to_string(labels.ignore_index) + ")");
   }
 }

@@ -9,8 +9,15 @@
 
 namespace fusedkd {
 
+// v as the messages print it (%g: 4, 0.005, inf, nan).
+inline std::string number_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
 inline void require_finite(double v, const char* name) {
-  require(std::isfinite(v), std::string(name) + " must be finite, got " + std::to_string(v));
+  require(std::isfinite(v), std::string(name) + " must be finite, got " + number_text(v));
 }
 
 // The accumulation type a loss runs in: fp32 for fp32/fp16/bf16 logits, fp64 for fp64.
@@ -36,7 +43,7 @@ constexpr TemperatureRange temperature_range(Accumulation a) {
 
 inline void require_temperature(double v, const char* name, Accumulation acc = Accumulation::Double) {
   require(std::isfinite(v) && v > 0.0,
-          std::string(name) + " must be a positive finite number, got " + std::to_string(v));
+          std::string(name) + " must be a positive finite number, got " + number_text(v));
   const TemperatureRange r = temperature_range(acc);
   if (!(v >= r.lo && v <= r.hi)) {
     char buf[200];

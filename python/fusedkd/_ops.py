@@ -11,6 +11,7 @@ scale would already have lost its small entries to fp16's subnormal range.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 import warnings
@@ -18,6 +19,7 @@ import warnings
 import torch
 import torch.autograd.forward_ad as _fwad
 
+from . import _torch_internals as _ti
 from ._specs import LOSS_OPS
 
 _here = os.path.dirname(os.path.abspath(__file__))
@@ -45,10 +47,69 @@ def _find_library() -> str:
     return candidates[0]
 
 
-torch.ops.load_library(_find_library())
+_LIBRARY = _find_library()
+torch.ops.load_library(_LIBRARY)
 ops = torch.ops.fusedkd
 
-HAS_CUDA_KERNELS = torch._C._dispatch_has_kernel_for_dispatch_key("fusedkd::kd", "CUDA")
+
+def _has_cuda_kernels(path: str) -> bool:
+    """Whether the library was built with the CUDA kernels: it then exports fusedkd_has_cuda_kernels
+    (bindings/library.cpp). Asked through ctypes, a public API (dlopen of the loaded library)."""
+    import ctypes
+
+    try:
+        return bool(ctypes.CDLL(path).fusedkd_has_cuda_kernels())
+    except (AttributeError, OSError):
+        return False
+
+
+HAS_CUDA_KERNELS = _has_cuda_kernels(_LIBRARY)
+
+
+# ----------------------------------------------------------------------------- the ops' schemas
+
+
+@dataclasses.dataclass(frozen=True)
+class OpArgs:
+    """What a loss op's schema (generated from its C++ descriptor) says about its arguments."""
+
+    name: str
+    arg_names: tuple  # every argument, in schema order
+    n_tensors: int  # the leading tensor arguments: the logits and the labels
+    second: str  # the second logits' argument: "teacher_logits" or "weak_logits"
+    labels: str | None  # the labels' argument ("target" or "labels"), None without labels
+    labels_optional: bool  # the labels may be None (Tensor?)
+    params: tuple  # the hyper-parameters, ((name, "float" | "bool" | "int"), ...), in schema order
+    differentiable: int  # the leading logits inputs that receive a gradient (grad_<input> outputs)
+
+
+def _op_args(op_name: str) -> OpArgs:
+    # OpOverload._schema: read once per op at import. torch has no public accessor for a registered
+    # op's schema (torch.library's own fake/autograd registration reads it the same way).
+    schema = getattr(ops, op_name).default._schema
+    args = list(schema.arguments)
+    names = tuple(a.name for a in args)
+    types = [str(a.type) for a in args]
+    n_tensors = 0
+    while types[n_tensors] in ("Tensor", "Optional[Tensor]"):
+        n_tensors += 1
+    reduction = names.index("reduction")
+    returns = [r.name for r in schema.returns]
+    assert returns[0] == "loss" and all(r.startswith("grad_") for r in returns[1:]), schema
+    assert [r[len("grad_"):] for r in returns[1:]] == list(names[: len(returns) - 1]), schema
+    return OpArgs(
+        name=op_name,
+        arg_names=names,
+        n_tensors=n_tensors,
+        second=f"{names[1]}_logits",
+        labels=names[2] if n_tensors > 2 else None,
+        labels_optional=n_tensors > 2 and types[2] == "Optional[Tensor]",
+        params=tuple((names[i], types[i]) for i in range(n_tensors, reduction)),
+        differentiable=len(returns) - 1,
+    )
+
+
+OP_ARGS = {spec.name: _op_args(spec.name) for spec in LOSS_OPS}
 
 # ----------------------------------------------------------------------------- fake kernels
 
@@ -82,7 +143,8 @@ def _is_eager_cpu_one(grad_output: torch.Tensor) -> bool:
         and grad_output.device.type == "cpu"
         and type(grad_output) is torch.Tensor
         and not torch.compiler.is_compiling()
-        and torch._C._len_torch_dispatch_stack() == 0
+        and _ti.len_torch_dispatch_stack is not None
+        and _ti.len_torch_dispatch_stack() == 0
         and grad_output.item() == 1.0
     )
 
@@ -105,7 +167,7 @@ def _scale(grad: torch.Tensor, grad_output: torch.Tensor, reduction: str) -> tor
 def _has_inference(tensors) -> bool:
     # A loop, not any(<generator>): ~0.3 against ~0.5 µs for three tensors, on every eager call.
     for x in tensors:
-        if x.is_inference():
+        if x is not None and x.is_inference():
             return True
     return False
 
@@ -126,13 +188,13 @@ def _make_autograd(op_name: str, n_grads: int):
     step makes no extra pass either. Otherwise (a raw-op caller may keep them) out of place, see _scale.
     """
     op = getattr(ops, op_name).default
-    names = [a.name for a in op._schema.arguments]
+    names = OP_ARGS[op_name].arg_names
     n_inputs = len(names)
     reduction_pos, compute_grad_pos, private_pos = (
         names.index("reduction"), names.index("compute_grad"), names.index("grad_private"))
-    # The schema's tensor arguments (the logits and labels) lead; the rest are constants.
-    n_tensors = sum(str(a.type) == "Tensor" for a in op._schema.arguments)
-    assert all(str(a.type) == "Tensor" for a in op._schema.arguments[:n_tensors])
+    # The schema's tensor arguments (the logits and labels; optional labels may be None) lead; the
+    # rest are constants.
+    n_tensors = OP_ARGS[op_name].n_tensors
     _N_TENSORS[op_name] = n_tensors
 
     def setup_context(ctx, inputs, output):
@@ -150,8 +212,8 @@ def _make_autograd(op_name: str, n_grads: int):
             # A teacher, weak logits or labels made under torch.inference_mode() cannot be saved for
             # backward; they are kept as plain references (they need no version check: outside
             # inference_mode they cannot be modified in place) for the recompute of a second backward.
-            ctx.inference = tuple(x if x.is_inference() else None for x in tensors)
-            ctx.save_for_backward(*(None if x.is_inference() else x for x in tensors))
+            ctx.inference = tuple(x if x is not None and x.is_inference() else None for x in tensors)
+            ctx.save_for_backward(*(None if x is not None and x.is_inference() else x for x in tensors))
         else:
             ctx.inference = None
             ctx.save_for_backward(*tensors)
@@ -184,7 +246,11 @@ def _make_autograd(op_name: str, n_grads: int):
             if not _is_eager_cpu_one(grad_loss):  # on the CPU, 1 is seen here without calling the op
                 # Below autograd: the gradients need no graph, and this skips scale_grad_'s Python
                 # Autograd kernel (its check that grad is not a tensor autograd tracks).
-                with torch._C._AutoDispatchBelowAutograd():
+                if _ti.AutoDispatchBelowAutograd is not None:
+                    with _ti.AutoDispatchBelowAutograd():
+                        for g in grads:
+                            _scale_grad(g, grad_loss.to(_loss_dtype(g)))
+                else:  # through scale_grad_'s Autograd kernel (grads are not tracked: it scales them)
                     for g in grads:
                         _scale_grad(g, grad_loss.to(_loss_dtype(g)))
         else:
@@ -198,7 +264,7 @@ def _make_autograd(op_name: str, n_grads: int):
     # The same formulas as a plain autograd.Function, for calls in plain eager mode (see call_op).
     # Old-style (forward takes ctx): with a separate setup_context, apply() costs ~60 µs more.
     def forward(ctx, *inputs):
-        with torch._C._AutoDispatchBelowAutograd():  # straight to the CPU / CUDA kernel
+        with _ti.AutoDispatchBelowAutograd():  # straight to the CPU / CUDA kernel (only used when present)
             output = op(*inputs)
         setup_context(ctx, inputs, output)
         return output
@@ -220,15 +286,17 @@ def _plain_eager(tensors) -> bool:
     torch-function mode (make_fx, FakeTensorMode, ...), no functorch transform (vmap, grad), and
     only plain tensors."""
     return (
-        not torch.compiler.is_compiling()
-        and torch._C._len_torch_dispatch_stack() == 0
-        and not torch._C._is_torch_function_mode_enabled()
-        and torch._C._functorch.peek_interpreter_stack() is None
-        and all(type(x) is torch.Tensor for x in tensors)
+        _ti.eager_bypass_available()
+        and not torch.compiler.is_compiling()
+        and _ti.len_torch_dispatch_stack() == 0
+        and not _ti.is_torch_function_mode_enabled()
+        and _ti.peek_interpreter_stack() is None
+        and all(type(x) is torch.Tensor or x is None for x in tensors)
     )
 
 
-_UNSUPPORTED_TRANSFORMS = (torch._C._functorch.TransformType.Grad, torch._C._functorch.TransformType.Jvp)
+_UNSUPPORTED_TRANSFORMS = (
+    (_ti.transform_type.Grad, _ti.transform_type.Jvp) if _ti.transform_type is not None else ())
 
 
 def _unsupported_transform(op_name: str) -> RuntimeError:
@@ -245,10 +313,10 @@ def _check_transforms(op_name: str, tensors) -> None:
     """Raises for a functorch transform that would give a wrong answer or torch's setup_context
     message (grad/jacrev fail inside torch, jvp returned a zero tangent), and for dual tensors of
     torch.autograd.forward_ad. vmap and functionalize pass."""
-    stack = torch._C._functorch.get_interpreter_stack()
+    stack = _ti.get_interpreter_stack() if _ti.get_interpreter_stack is not None else None
     if stack and any(ci.key() in _UNSUPPORTED_TRANSFORMS for ci in stack):
         raise _unsupported_transform(op_name)
-    if _fwad._current_level >= 0 and any(_fwad.unpack_dual(x).tangent is not None for x in tensors):
+    if _fwad._current_level >= 0 and any(x is not None and _fwad.unpack_dual(x).tangent is not None for x in tensors):
         raise _unsupported_transform(op_name)
 
 
@@ -282,10 +350,10 @@ _scale_grad = ops.scale_grad_.default
 _lib = torch.library.Library("fusedkd", "IMPL")  # kept alive: the registration lives as long as it does
 
 
-_BELOW_AUTOGRAD = torch._C._after_autograd_keyset
+_BELOW_AUTOGRAD = _ti.after_autograd_keyset
 
 
-def _scale_grad_autograd(keyset: torch._C.DispatchKeySet, grad: torch.Tensor, grad_output: torch.Tensor) -> None:
+def _scale_grad_autograd(keyset, grad: torch.Tensor, grad_output: torch.Tensor) -> None:
     """scale_grad_ at the Autograd key: it mutates ``grad`` and has no derivative, so, as torch's
     in-place ops do, it refuses a tensor that autograd tracks (a leaf that requires grad, or a
     tensor in a graph) while grad mode is on; under no_grad it scales, as ``mul_`` would."""
@@ -302,7 +370,8 @@ def _scale_grad_autograd(keyset: torch._C.DispatchKeySet, grad: torch.Tensor, gr
     _scale_grad.redispatch(keyset & _BELOW_AUTOGRAD, grad, grad_output)
 
 
-_lib.impl("scale_grad_", _scale_grad_autograd, "Autograd", with_keyset=True)
+if _BELOW_AUTOGRAD is not None:
+    _lib.impl("scale_grad_", _scale_grad_autograd, "Autograd", with_keyset=True)
 
 
 # ----------------------------------------------------------------------------- the loss ops
@@ -312,7 +381,7 @@ def _register_fake(op_name: str, n_grads: int) -> None:
     """Fake (meta) kernel of a loss op, from its schema: the loss (a scalar, or [N] for "none"; fp32,
     fp64 for fp64 logits) and one gradient per differentiable input (grad_t of its dtype, or [0]
     without compute_grad)."""
-    names = [a.name for a in getattr(ops, op_name).default._schema.arguments]
+    names = OP_ARGS[op_name].arg_names
     reduction_pos, compute_grad_pos = names.index("reduction"), names.index("compute_grad")
 
     def fake(*args):
@@ -323,5 +392,5 @@ def _register_fake(op_name: str, n_grads: int) -> None:
 
 
 for _op in LOSS_OPS:
-    _register_fake(_op.name, len(_op.differentiable))
-    _make_autograd(_op.name, n_grads=len(_op.differentiable))
+    _register_fake(_op.name, OP_ARGS[_op.name].differentiable)
+    _make_autograd(_op.name, n_grads=OP_ARGS[_op.name].differentiable)

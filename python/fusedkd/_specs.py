@@ -1,8 +1,17 @@
-"""The loss ops, one line each: the list the Python op layer (fake kernels, autograd) is built from.
+"""The loss ops, one line each: the list the Python op layer is built from.
 
-Each op ``fusedkd::<name>`` (schemas in ``bindings/library.cpp``) takes its logits and labels first,
-then its hyper-parameters, ``reduction``, ``compute_grad`` and ``grad_private``, and returns
-``(loss, grad_0, ..., grad_{k-1})``: the gradients of its first k inputs, the ``differentiable`` ones.
+Each op ``fusedkd::<name>`` is declared once, in C++ (its descriptor in
+``include/fusedkd/losses/<loss>.hpp`` and its line in ``include/fusedkd/registry.hpp``, from which
+``bindings/`` generates the schema). Its schema says the rest: the logits it takes (``student``, then
+``teacher`` or ``weak``), its labels (``target``, or ``labels`` for the token-level losses; ``Tensor?``
+when optional), its hyper-parameters with their types, ``reduction``, ``ignore_index`` (with labels),
+``compute_grad`` and ``grad_private``, and its outputs ``(loss, grad_student[, grad_weak])``: the
+inputs named by the ``grad_<input>`` outputs receive a gradient. ``_ops.py`` reads it once at import
+and builds the fake kernels, the autograd formulas and the argument handling of the public
+functions (``functional.py``, ``modules.py``) from it.
+
+A line here names the op's public function, its module and its pure-PyTorch reference
+(``reference.py``).
 """
 
 from __future__ import annotations
@@ -13,13 +22,16 @@ import dataclasses
 @dataclasses.dataclass(frozen=True)
 class LossOp:
     name: str  # fusedkd::<name>
-    differentiable: tuple  # the leading logits inputs that receive a gradient, in schema order
+    function: str  # fusedkd.<function>: the documented functional API
+    module: str  # fusedkd.<module>: its nn.Module
+    reference: str  # fusedkd.reference.<reference>: the pure-PyTorch reference it is tested against
 
 
 LOSS_OPS = (
-    LossOp("kd", ("student",)),
-    LossOp("dkd", ("student",)),
-    LossOp("nkd", ("student",)),
-    LossOp("rld", ("student",)),
-    LossOp("uskd", ("student", "weak")),
+    LossOp("kd", "kd_loss", "KDLoss", "kd_loss"),
+    LossOp("dkd", "dkd_loss", "DKDLoss", "dkd_loss"),
+    LossOp("nkd", "nkd_loss", "NKDLoss", "nkd_loss"),
+    LossOp("rld", "rld_loss", "RLDLoss", "rld_loss"),
+    LossOp("uskd", "uskd_loss", "USKDLoss", "uskd_loss"),
+    LossOp("reverse_kl", "reverse_kl_loss", "ReverseKLLoss", "reverse_kl_loss"),
 )

@@ -25,9 +25,9 @@ from ._checks import boolean as _boolean
 from ._checks import integer as _integer
 from ._checks import real as _real
 from ._checks import reduction as _reduction
-from ._ops import call_op
+from ._ops import OP_ARGS, call_op
 
-__all__ = ["kd_loss", "dkd_loss", "nkd_loss", "uskd_loss", "rld_loss"]
+__all__ = ["kd_loss", "dkd_loss", "nkd_loss", "uskd_loss", "rld_loss", "reverse_kl_loss"]
 
 
 def _tensor(x, name: str) -> torch.Tensor:
@@ -89,6 +89,34 @@ def _check_pair(student: torch.Tensor, other: torch.Tensor, name: str) -> None:
         )
 
 
+# The type check of a hyper-parameter, by its schema type.
+_PARAM_CHECKS = {"float": _real, "bool": _boolean, "int": _integer}
+
+
+def _loss(op_name: str, student_logits, second, labels, kwargs: dict) -> torch.Tensor:
+    """The one call behind every public loss function: the arguments checked and ordered as the op's
+    schema (``_ops.OP_ARGS``, generated from the loss's C++ descriptor) says, then the op with its
+    autograd (``call_op``). ``kwargs`` holds the hyper-parameters, ``reduction`` and, for a loss with
+    labels, ``ignore_index``. Returns the loss."""
+    spec = OP_ARGS[op_name]
+    s = _tensor(student_logits, "student_logits")
+    x = _on_student_device(s, _tensor(second, spec.second), spec.second)
+    differentiable = (s, x) if spec.differentiable > 1 else (s,)
+    if spec.differentiable < 2:
+        x = _constant(x)
+    args = [s, x]
+    if spec.labels is not None:
+        args.append(None if labels is None and spec.labels_optional
+                    else _on_student_device(s, _tensor(labels, spec.labels), spec.labels))
+    args += [_PARAM_CHECKS[kind](kwargs[name], name) for name, kind in spec.params]
+    args.append(_reduction(kwargs["reduction"]))
+    if spec.labels is not None:
+        args.append(_integer(kwargs["ignore_index"], "ignore_index"))
+    args.append(_needs_grad(*differentiable))
+    return call_op(op_name, *args)[0]
+
+
+
 def kd_loss(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
@@ -116,11 +144,8 @@ def kd_loss(
     Returns:
         The loss in float32 (float64 for float64 logits): a scalar, or ``[N]`` for ``"none"``.
     """
-    s = _tensor(student_logits, "student_logits")
-    t = _constant(_on_student_device(s, _tensor(teacher_logits, "teacher_logits"), "teacher_logits"))
-    loss, _ = call_op("kd", s, t, _real(temperature, "temperature"),
-                      _boolean(logit_standardization, "logit_standardization"), _reduction(reduction), _needs_grad(s))
-    return loss
+    return _loss("kd", student_logits, teacher_logits, None, dict(
+        temperature=temperature, logit_standardization=logit_standardization, reduction=reduction))
 
 
 def dkd_loss(
@@ -158,14 +183,9 @@ def dkd_loss(
     Returns:
         The loss in float32 (float64 for float64 logits): a scalar, or ``[N]`` for ``"none"``.
     """
-    s = _tensor(student_logits, "student_logits")
-    t = _constant(_on_student_device(s, _tensor(teacher_logits, "teacher_logits"), "teacher_logits"))
-    y = _on_student_device(s, _tensor(target, "target"), "target")
-    loss, _ = call_op(
-        "dkd", s, t, y, _real(alpha, "alpha"), _real(beta, "beta"), _real(temperature, "temperature"),
-        _boolean(logit_standardization, "logit_standardization"), _reduction(reduction), _integer(ignore_index, "ignore_index"), _needs_grad(s),
-    )
-    return loss
+    return _loss("dkd", student_logits, teacher_logits, target, dict(
+        alpha=alpha, beta=beta, temperature=temperature, logit_standardization=logit_standardization,
+        reduction=reduction, ignore_index=ignore_index))
 
 
 def nkd_loss(
@@ -198,13 +218,8 @@ def nkd_loss(
         The loss in float32 (float64 for float64 logits): a scalar, or ``[N]`` for ``"none"``.
     """
     s = _tensor(student_logits, "student_logits")
-    t = _constant(_on_student_device(s, _tensor(teacher_logits, "teacher_logits"), "teacher_logits"))
-    y = _on_student_device(s, _hard_labels(target, s), "target")
-    loss, _ = call_op(
-        "nkd", s, t, y, _real(temperature, "temperature"), _real(gamma, "gamma"), _reduction(reduction),
-        _integer(ignore_index, "ignore_index"), _needs_grad(s),
-    )
-    return loss
+    return _loss("nkd", s, teacher_logits, _hard_labels(target, s), dict(
+        temperature=temperature, gamma=gamma, reduction=reduction, ignore_index=ignore_index))
 
 
 def rld_loss(
@@ -245,15 +260,9 @@ def rld_loss(
     Returns:
         The loss in float32 (float64 for float64 logits): a scalar, or ``[N]`` for ``"none"``.
     """
-    s = _tensor(student_logits, "student_logits")
-    t = _constant(_on_student_device(s, _tensor(teacher_logits, "teacher_logits"), "teacher_logits"))
-    y = _on_student_device(s, _tensor(target, "target"), "target")
-    loss, _ = call_op(
-        "rld", s, t, y, _real(alpha, "alpha"), _real(beta, "beta"), _real(temperature, "temperature"),
-        _real(alpha_temperature, "alpha_temperature"), _boolean(logit_standardization, "logit_standardization"),
-        _reduction(reduction), _integer(ignore_index, "ignore_index"), _needs_grad(s),
-    )
-    return loss
+    return _loss("rld", student_logits, teacher_logits, target, dict(
+        alpha=alpha, beta=beta, temperature=temperature, logit_standardization=logit_standardization,
+        alpha_temperature=alpha_temperature, reduction=reduction, ignore_index=ignore_index))
 
 
 def uskd_loss(
@@ -305,8 +314,37 @@ def uskd_loss(
         alpha, beta, mu = (_checks.finite(_real(v, n), n) for v, n in ((alpha, "alpha"), (beta, "beta"), (mu, "mu")))
         return reference.uskd_loss(s, w, y, alpha, beta, mu, _reduction(reduction),
                                    _integer(ignore_index, "ignore_index"))
-    loss, _, _ = call_op(
-        "uskd", s, w, y, _real(alpha, "alpha"), _real(beta, "beta"), _real(mu, "mu"), _reduction(reduction),
-        _integer(ignore_index, "ignore_index"), _needs_grad(s, w),
-    )
-    return loss
+    return _loss("uskd", s, w, y, dict(alpha=alpha, beta=beta, mu=mu, reduction=reduction, ignore_index=ignore_index))
+
+
+def reverse_kl_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    temperature: float = 1.0,
+    reduction: str = "batchmean",
+    ignore_index: int = -100,
+) -> torch.Tensor:
+    """Reverse KL, per token row ``ℓ_i = KL(q ‖ p) = Σ_j q_j (log q_j − log p_j)`` with the student's
+    ``q = softmax(s_i/τ)`` and the teacher's ``p = softmax(t_i/τ)``; gradient
+    ``∂ℓ_i/∂s_ij = (1/τ) q_j (log q_j − log p_j − ℓ_i)``. No τ² factor.
+
+    Reference: TRL ``GKDTrainer.generalized_jsd_loss`` with ``beta=1`` (TRL's default), whose
+    ``"batchmean"`` divides by the number of tokens whose label is not ``ignore_index`` (by the
+    number of rows without labels). Difference: TRL's ``"none"`` returns the ``[N, V]`` elements;
+    here it is one loss per row, 0 for ignored rows.
+
+    Args:
+        student_logits: ``[N, V]`` token logits; receive the gradient.
+        teacher_logits: ``[N, V]`` logits on the same device; a constant.
+        labels: optional ``[N]`` int64/int32 token labels; rows equal to ``ignore_index`` count for
+            nothing (other values must be in ``[0, V)``); default None: every row counts.
+        temperature: τ > 0 (default 1.0).
+        reduction: ``"batchmean"`` (default: mean over the rows that count), ``"sum"`` or ``"none"``.
+        ignore_index: label of the rows that do not count (default -100).
+
+    Returns:
+        The loss in float32 (float64 for float64 logits): a scalar, or ``[N]`` for ``"none"``.
+    """
+    return _loss("reverse_kl", student_logits, teacher_logits, labels, dict(
+        temperature=temperature, reduction=reduction, ignore_index=ignore_index))

@@ -3,7 +3,8 @@
 Each module validates its arguments when it is built (the same rules as the functions, see
 ``fusedkd._checks``) and again on every call, so an attribute changed later is checked too.
 ``extra_repr`` lists every argument. The formulas, defaults and references are those of the
-functions in :mod:`fusedkd.functional`.
+functions in :mod:`fusedkd.functional`. One base class, :class:`_LossModule`, holds the
+hyper-parameters and calls the function; each module keeps its explicit, documented signature.
 """
 
 from __future__ import annotations
@@ -16,11 +17,42 @@ from ._checks import boolean as _boolean
 from ._checks import integer as _integer
 from ._checks import real as _real
 from ._checks import reduction as _reduction
+from ._ops import OP_ARGS
 
-__all__ = ["KDLoss", "DKDLoss", "NKDLoss", "USKDLoss", "RLDLoss"]
+__all__ = ["KDLoss", "DKDLoss", "NKDLoss", "USKDLoss", "RLDLoss", "ReverseKLLoss"]
+
+_CHECKS = {"float": _real, "bool": _boolean, "int": _integer}
 
 
-class KDLoss(nn.Module):
+class _LossModule(nn.Module):
+    """A loss module: its hyper-parameters (``_fields``, in the constructor's order) are attributes,
+    type-checked by the op's schema types when set in ``__init__``; each subclass's ``forward``
+    (explicit, documented inputs) calls its function with ``**self._hyper()``."""
+
+    _op: str  # the fusedkd op (its schema types the hyper-parameters)
+    _fields: tuple  # the hyper-parameters, in the constructor's argument order
+
+    def __init__(self, **hyper) -> None:
+        super().__init__()
+        kinds = dict(OP_ARGS[self._op].params)
+        for name in self._fields:
+            value = hyper[name]
+            if name == "reduction":
+                value = _reduction(value)
+            elif name == "ignore_index":
+                value = _integer(value, name)
+            else:
+                value = _CHECKS[kinds[name]](value, name)
+            setattr(self, name, value)
+
+    def _hyper(self) -> dict:
+        return {name: getattr(self, name) for name in self._fields}
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
+
+
+class KDLoss(_LossModule):
     """Hinton KD (mdistiller ``KD.py``), see :func:`fusedkd.kd_loss`:
     ``ℓ_i = τ² · KL(softmax(t_i/τ) ‖ softmax(s_i/τ))``.
 
@@ -32,23 +64,17 @@ class KDLoss(nn.Module):
     ``forward(student_logits, teacher_logits)`` → the loss (fp32; fp64 for fp64 logits).
     """
 
+    _op, _fields = "kd", ("temperature", "reduction", "logit_standardization")
+
     def __init__(self, temperature: float = 4.0, reduction: str = "batchmean",
                  logit_standardization: bool = False) -> None:
-        super().__init__()
-        self.temperature = _real(temperature, "temperature")
-        self.reduction = _reduction(reduction)
-        self.logit_standardization = _boolean(logit_standardization, "logit_standardization")
+        super().__init__(temperature=temperature, reduction=reduction, logit_standardization=logit_standardization)
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-        return F.kd_loss(student_logits, teacher_logits, self.temperature,
-                         logit_standardization=self.logit_standardization, reduction=self.reduction)
-
-    def extra_repr(self) -> str:
-        return (f"temperature={self.temperature}, reduction={self.reduction!r}, "
-                f"logit_standardization={self.logit_standardization}")
+        return F.kd_loss(student_logits, teacher_logits, **self._hyper())
 
 
-class DKDLoss(nn.Module):
+class DKDLoss(_LossModule):
     """Decoupled KD (mdistiller ``DKD.py``), see :func:`fusedkd.dkd_loss`:
     ``ℓ_i = α·TCKD + β·NCKD``.
 
@@ -63,6 +89,9 @@ class DKDLoss(nn.Module):
     ``forward(student_logits, teacher_logits, target)`` → the loss.
     """
 
+    _op = "dkd"
+    _fields = ("alpha", "beta", "temperature", "reduction", "ignore_index", "logit_standardization")
+
     def __init__(
         self,
         alpha: float = 1.0,
@@ -72,26 +101,14 @@ class DKDLoss(nn.Module):
         ignore_index: int = -100,
         logit_standardization: bool = False,
     ) -> None:
-        super().__init__()
-        self.alpha, self.beta = _real(alpha, "alpha"), _real(beta, "beta")
-        self.temperature = _real(temperature, "temperature")
-        self.reduction, self.ignore_index = _reduction(reduction), _integer(ignore_index, "ignore_index")
-        self.logit_standardization = _boolean(logit_standardization, "logit_standardization")
+        super().__init__(alpha=alpha, beta=beta, temperature=temperature, reduction=reduction,
+                         ignore_index=ignore_index, logit_standardization=logit_standardization)
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.dkd_loss(
-            student_logits, teacher_logits, target, self.alpha, self.beta, self.temperature,
-            logit_standardization=self.logit_standardization, reduction=self.reduction,
-            ignore_index=self.ignore_index,
-        )
-
-    def extra_repr(self) -> str:
-        return (f"alpha={self.alpha}, beta={self.beta}, temperature={self.temperature}, "
-                f"reduction={self.reduction!r}, ignore_index={self.ignore_index}, "
-                f"logit_standardization={self.logit_standardization}")
+        return F.dkd_loss(student_logits, teacher_logits, target, **self._hyper())
 
 
-class NKDLoss(nn.Module):
+class NKDLoss(_LossModule):
     """Normalized KD (cls_KD ``nkd.py``), see :func:`fusedkd.nkd_loss`:
     ``ℓ_i = −p_t,y log p_s,y − γ τ² Σ_{j≠y} q_t,j log q_s,j``.
 
@@ -104,22 +121,17 @@ class NKDLoss(nn.Module):
     ``forward(student_logits, teacher_logits, target)``; ``target`` may be soft labels ``[N, C]``.
     """
 
+    _op, _fields = "nkd", ("temperature", "gamma", "reduction", "ignore_index")
+
     def __init__(self, temperature: float = 1.0, gamma: float = 1.5, reduction: str = "batchmean",
                  ignore_index: int = -100) -> None:
-        super().__init__()
-        self.temperature, self.gamma = _real(temperature, "temperature"), _real(gamma, "gamma")
-        self.reduction, self.ignore_index = _reduction(reduction), _integer(ignore_index, "ignore_index")
+        super().__init__(temperature=temperature, gamma=gamma, reduction=reduction, ignore_index=ignore_index)
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.nkd_loss(student_logits, teacher_logits, target, self.temperature, self.gamma,
-                          reduction=self.reduction, ignore_index=self.ignore_index)
-
-    def extra_repr(self) -> str:
-        return (f"temperature={self.temperature}, gamma={self.gamma}, reduction={self.reduction!r}, "
-                f"ignore_index={self.ignore_index}")
+        return F.nkd_loss(student_logits, teacher_logits, target, **self._hyper())
 
 
-class RLDLoss(nn.Module):
+class RLDLoss(_LossModule):
     """Refined logit distillation (zju-SWJ/RLD ``RLD.py``), see :func:`fusedkd.rld_loss`:
     ``ℓ_i = α·SCD + β·MCD``, optionally on standardized logits.
 
@@ -135,29 +147,21 @@ class RLDLoss(nn.Module):
     ``forward(student_logits, teacher_logits, target)`` → the loss.
     """
 
+    _op = "rld"
+    _fields = ("alpha", "beta", "temperature", "logit_standardization", "alpha_temperature", "reduction",
+               "ignore_index")
+
     def __init__(self, alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0,
                  logit_standardization: bool = False, alpha_temperature: float = 1.0,
                  reduction: str = "batchmean", ignore_index: int = -100) -> None:
-        super().__init__()
-        self.alpha, self.beta = _real(alpha, "alpha"), _real(beta, "beta")
-        self.temperature = _real(temperature, "temperature")
-        self.alpha_temperature = _real(alpha_temperature, "alpha_temperature")
-        self.logit_standardization = _boolean(logit_standardization, "logit_standardization")
-        self.reduction, self.ignore_index = _reduction(reduction), _integer(ignore_index, "ignore_index")
+        super().__init__(alpha=alpha, beta=beta, temperature=temperature, logit_standardization=logit_standardization,
+                         alpha_temperature=alpha_temperature, reduction=reduction, ignore_index=ignore_index)
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.rld_loss(student_logits, teacher_logits, target, self.alpha, self.beta, self.temperature,
-                          alpha_temperature=self.alpha_temperature,
-                          logit_standardization=self.logit_standardization,
-                          reduction=self.reduction, ignore_index=self.ignore_index)
-
-    def extra_repr(self) -> str:
-        return (f"alpha={self.alpha}, beta={self.beta}, temperature={self.temperature}, "
-                f"logit_standardization={self.logit_standardization}, alpha_temperature={self.alpha_temperature}, "
-                f"reduction={self.reduction!r}, ignore_index={self.ignore_index}")
+        return F.rld_loss(student_logits, teacher_logits, target, **self._hyper())
 
 
-class USKDLoss(nn.Module):
+class USKDLoss(_LossModule):
     """Teacher-free USKD (cls_KD ``uskd.py``), see :func:`fusedkd.uskd_loss`:
     ``ℓ_i = α·T + β·NT + W`` on the student logits and the weak logits ``fc(feature)``.
 
@@ -175,19 +179,37 @@ class USKDLoss(nn.Module):
     ``forward(feature, student_logits, target)``; ``target`` may be soft labels ``[N, C]``.
     """
 
+    _op, _fields = "uskd", ("alpha", "beta", "mu", "reduction", "ignore_index")
+
     def __init__(self, in_features: int, num_classes: int, alpha: float = 1.0, beta: float = 0.1,
                  mu: float = 0.005, reduction: str = "batchmean", ignore_index: int = -100) -> None:
-        super().__init__()
+        super().__init__(alpha=alpha, beta=beta, mu=mu, reduction=reduction, ignore_index=ignore_index)
         self.fc = nn.Linear(in_features, num_classes)
-        self.alpha, self.beta, self.mu = _real(alpha, "alpha"), _real(beta, "beta"), _real(mu, "mu")
-        self.reduction, self.ignore_index = _reduction(reduction), _integer(ignore_index, "ignore_index")
 
     def forward(self, feature: torch.Tensor, student_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         weak = self.fc(feature)
-        return F.uskd_loss(student_logits, weak.to(student_logits.dtype), target, self.alpha, self.beta, self.mu,
-                           reduction=self.reduction, ignore_index=self.ignore_index)
+        return F.uskd_loss(student_logits, weak.to(student_logits.dtype), target, **self._hyper())
 
-    def extra_repr(self) -> str:
-        # nn.Linear's repr (in_features, num_classes) is printed as the child module `fc`.
-        return (f"alpha={self.alpha}, beta={self.beta}, mu={self.mu}, reduction={self.reduction!r}, "
-                f"ignore_index={self.ignore_index}")
+    # extra_repr: nn.Linear's repr (in_features, num_classes) is printed as the child module `fc`.
+
+
+class ReverseKLLoss(_LossModule):
+    """Reverse KL at the token level (TRL ``generalized_jsd_loss``, ``beta=1``), see
+    :func:`fusedkd.reverse_kl_loss`: ``ℓ_i = KL(softmax(s_i/τ) ‖ softmax(t_i/τ))``, no τ².
+
+    Args:
+        temperature: τ (default 1.0).
+        reduction: ``"batchmean"`` (default), ``"sum"`` or ``"none"``.
+        ignore_index: label of rows that do not count (default -100).
+
+    ``forward(student_logits, teacher_logits, labels=None)`` → the loss.
+    """
+
+    _op, _fields = "reverse_kl", ("temperature", "reduction", "ignore_index")
+
+    def __init__(self, temperature: float = 1.0, reduction: str = "batchmean", ignore_index: int = -100) -> None:
+        super().__init__(temperature=temperature, reduction=reduction, ignore_index=ignore_index)
+
+    def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                labels: torch.Tensor | None = None) -> torch.Tensor:
+        return F.reverse_kl_loss(student_logits, teacher_logits, labels, **self._hyper())

@@ -28,7 +28,7 @@ except ImportError:  # loaded from its file without the package (tests/python/te
     _spec.loader.exec_module(_checks_module)
     _check_reduction = _checks_module.reduction
 
-__all__ = ["kd_loss", "dkd_loss", "nkd_loss", "uskd_loss", "rld_loss", "reduce_rows"]
+__all__ = ["kd_loss", "dkd_loss", "nkd_loss", "uskd_loss", "rld_loss", "reverse_kl_loss", "reduce_rows"]
 
 
 def reduce_rows(row_loss: torch.Tensor, reduction: str, counted: torch.Tensor | int | None = None) -> torch.Tensor:
@@ -279,5 +279,32 @@ def rld_loss(
     p2_t = F.softmax(masked_teacher, dim=1)
     mcd = F.kl_div(log_p2_s, p2_t, reduction="none").sum(1) * temperature**2
     row = alpha * scd + beta * mcd
+    row = torch.where(valid, row, torch.zeros_like(row))
+    return reduce_rows(row, reduction, valid.sum())
+
+
+def reverse_kl_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    temperature: float = 1.0,
+    reduction: str = "batchmean",
+    ignore_index: int = -100,
+) -> torch.Tensor:
+    """TRL ``GKDTrainer.generalized_jsd_loss`` at ``beta=1``: per token row
+    ``KL(q ‖ p) = Σ_j q_j (log q_j − log p_j)``, ``q = softmax(s/τ)``, ``p = softmax(t/τ)``, no τ²;
+    rows whose label is ``ignore_index`` count for nothing. TRL's ``"none"`` keeps the [N, V]
+    elements; here it is one loss per row (0 for ignored rows), as every fusedkd loss. A student −inf
+    is probability 0 and adds nothing (TRL's kl_div gives NaN there)."""
+    s, t = _acc(student_logits), _acc(teacher_logits).detach()
+    log_q = F.log_softmax(s / temperature, dim=1)
+    log_p = F.log_softmax(t / temperature, dim=1)
+    # Σ q (log q − log p), as F.kl_div(log_p, log_q, log_target=True) (TRL's call) but with the limit 0
+    # where the student's q is 0 (s = −inf), where kl_div gives 0·(−inf) = NaN.
+    q = log_q.exp()
+    row = torch.where(q > 0, q * (log_q - log_p), torch.zeros_like(q)).sum(1)
+    if labels is None:
+        return reduce_rows(row, reduction)
+    valid = labels != ignore_index
     row = torch.where(valid, row, torch.zeros_like(row))
     return reduce_rows(row, reduction, valid.sum())

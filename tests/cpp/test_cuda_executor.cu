@@ -67,7 +67,7 @@ template <class T> vector<T> download(const DevBuf& d, size_t n) {
   return h;
 }
 
-enum class LossId { KD, KDStd, DKD, DKDStd, NKD, RLD, RLDStd, USKD };
+enum class LossId { KD, KDStd, DKD, DKDStd, NKD, RLD, RLDStd, USKD, ReverseKL };
 const char* loss_name(LossId id) {
   switch (id) {
     case LossId::KD: return "KD";
@@ -78,6 +78,7 @@ const char* loss_name(LossId id) {
     case LossId::RLD: return "RLD";
     case LossId::RLDStd: return "RLDstd";
     case LossId::USKD: return "USKD";
+    case LossId::ReverseKL: return "ReverseKL";
   }
   return "?";
 }
@@ -172,6 +173,7 @@ Result run_cpu(LossId id, const HostBatch<TS, TT>& b, Reduction r, bool grad) {
     case LossId::DKDStd: total = cpu::dkd(params_for<DKDParams>(id == LossId::DKDStd), x, labels, r, out); break;
     case LossId::NKD: total = cpu::nkd(NKDParams{}, x, labels, r, out); break;
     case LossId::RLD: total = cpu::rld(RLDParams{}, x, labels, r, out); break;
+    case LossId::ReverseKL: total = cpu::run_loss<ReverseKL>(ReverseKLParams{}, x, labels, r, out); break;
     case LossId::RLDStd: {
       RLDParams p;
       p.logit_standardization = true;
@@ -233,6 +235,7 @@ Result run_gpu(LossId id, const HostBatch<TS, TT>& b, Reduction r, bool grad, bo
     case LossId::RLD: ws_bytes = cuda::rld_workspace_size<TS, TT>(N, C, false); break;
     case LossId::RLDStd: ws_bytes = cuda::rld_workspace_size<TS, TT>(N, C, true); break;
     case LossId::USKD: ws_bytes = cuda::uskd_workspace_size<TS>(N, C); break;
+    case LossId::ReverseKL: ws_bytes = cuda::row_local_workspace_size<ReverseKL, TS, TT>(N, C); break;
   }
   DevBuf dws(ws_bytes);
   cudaStream_t stream;
@@ -250,6 +253,7 @@ Result run_gpu(LossId id, const HostBatch<TS, TT>& b, Reduction r, bool grad, bo
       case LossId::DKDStd: cuda::dkd(params_for<DKDParams>(id == LossId::DKDStd), x, labels, r, out, ws, stream); break;
       case LossId::NKD: cuda::nkd(NKDParams{}, x, labels, r, out, ws, stream); break;
       case LossId::RLD: cuda::rld(RLDParams{}, x, labels, r, out, ws, stream); break;
+      case LossId::ReverseKL: cuda::launch_loss<ReverseKL>(ReverseKLParams{}, x, labels, r, out, ws, stream); break;
       case LossId::RLDStd: {
         RLDParams p;
         p.logit_standardization = true;
@@ -419,8 +423,8 @@ int64_t cols_for(LossId id, int64_t C) {
 
 vector<GridCase> grid() {
   vector<GridCase> cases;
-  const LossId losses[] = {LossId::KD,  LossId::KDStd, LossId::DKD,    LossId::DKDStd,
-                           LossId::NKD, LossId::RLD,   LossId::RLDStd, LossId::USKD};
+  const LossId losses[] = {LossId::KD,  LossId::KDStd, LossId::DKD,    LossId::DKDStd,   LossId::NKD,
+                           LossId::RLD, LossId::RLDStd, LossId::USKD, LossId::ReverseKL};
   const int64_t small_C[] = {2, 7, 100, 1000, 1001, 4096};
   const int64_t big_C[] = {32000, 50257, 128256};
   for (LossId l : losses) {
@@ -591,7 +595,7 @@ TEST_P(CudaLoss, ScheduleIndependentBitForBit) {
 
 INSTANTIATE_TEST_SUITE_P(Losses, CudaLoss,
                          ::testing::Values(LossId::KD, LossId::KDStd, LossId::DKD, LossId::DKDStd, LossId::NKD,
-                                           LossId::RLD, LossId::RLDStd, LossId::USKD),
+                                           LossId::RLD, LossId::RLDStd, LossId::USKD, LossId::ReverseKL),
                          [](const auto& info) { return std::string(loss_name(info.param)); });
 
 // Errors are reported on the host before anything is enqueued (these need no GPU).

@@ -162,6 +162,8 @@ vector<LossCase> losses() {
       {"nkd_tau2", [](const Rows& d, Path p) { return run_path<NKD>(NKDParams{2.0, 1.5}, d, p); }},
       {"rld", [](const Rows& d, Path p) { return run_path<RLD>(RLDParams{}, d, p); }},
       {"rld_std", [rld_std](const Rows& d, Path p) { return run_path<RLD>(rld_std, d, p); }},
+      {"reverse_kl", [](const Rows& d, Path p) { return run_path<ReverseKL>(ReverseKLParams{}, d, p); }},
+      {"reverse_kl_tau2", [](const Rows& d, Path p) { return run_path<ReverseKL>(ReverseKLParams{2.0}, d, p); }},
       {"uskd", [](const Rows& d, Path p) { return run_uskd(USKDParams{}, d, p); }, true},
   };
 }

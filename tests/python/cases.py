@@ -71,9 +71,24 @@ CASES += [
     Case("rld", fusedkd.rld_loss, reference.rld_loss),
     Case("rld_std", fusedkd.rld_loss, reference.rld_loss, kwargs=dict(logit_standardization=True, temperature=2.0)),
     Case("uskd", fusedkd.uskd_loss, reference.uskd_loss, n_diff=2),
+    Case("reverse_kl", fusedkd.reverse_kl_loss, reference.reverse_kl_loss, min_classes=1),
+    Case("reverse_kl_t2", fusedkd.reverse_kl_loss, reference.reverse_kl_loss, kwargs=dict(temperature=2.0),
+         min_classes=1),
+    Case("reverse_kl_nolabels", fusedkd.reverse_kl_loss, reference.reverse_kl_loss, has_target=False, min_classes=1),
 ]
 
 CASE_IDS = [c.name for c in CASES]
+# The loss op behind each case (fusedkd._specs.LOSS_OPS: one line per op, naming its function).
+from fusedkd._specs import LOSS_OPS  # noqa: E402
+
+SPEC_OF = {c.name: next(op for op in LOSS_OPS if op.function == c.fused.__name__) for c in CASES}
+
+
+def label_name(case) -> str:
+    """The case's labels argument as its op's schema and messages name it: target or labels."""
+    from fusedkd._ops import OP_ARGS
+
+    return OP_ARGS[SPEC_OF[case.name].name].labels
 LABELLED = [c for c in CASES if c.has_target]
 WITH_TEMPERATURE = [c for c in CASES if not c.name.startswith("uskd")]  # USKD has no temperature
 WITH_MODULE = [c for c in CASES if not c.name.startswith("uskd")]  # USKDLoss owns a linear layer

@@ -12,14 +12,13 @@ import torch
 import fusedkd
 from cases import CASE_IDS, CASES, LABELLED
 
-# The real-valued hyper-parameters of each functional loss.
-REALS = {
-    "kd_loss": ["temperature"],
-    "dkd_loss": ["alpha", "beta", "temperature"],
-    "nkd_loss": ["temperature", "gamma"],
-    "rld_loss": ["alpha", "beta", "temperature", "alpha_temperature"],
-    "uskd_loss": ["alpha", "beta", "mu"],
-}
+from fusedkd._ops import OP_ARGS  # noqa: E402
+
+from cases import SPEC_OF  # noqa: E402
+
+# The real-valued hyper-parameters of each functional loss: its op's float parameters (the schema,
+# generated from the C++ descriptor).
+REALS = {c.fused.__name__: [n for n, kind in OP_ARGS[SPEC_OF[c.name].name].params if kind == "float"] for c in CASES}
 
 
 def _reals(case):

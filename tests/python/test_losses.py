@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cases import CASE_IDS, CASES, GRADCHECK, LABELLED, TOL, WITH_MODULE
+from cases import CASE_IDS, CASES, GRADCHECK, LABELLED, SPEC_OF, TOL, WITH_MODULE
 
 
 def _grads(case, out, args):
@@ -163,8 +163,7 @@ def test_no_grad_and_detached_calls(case):
 def test_module_matches_functional(case):
     import fusedkd
 
-    module_name = {"kd": "KDLoss", "dkd": "DKDLoss", "nkd": "NKDLoss", "rld": "RLDLoss"}[case.name.split("_")[0]]
-    module = getattr(fusedkd, module_name)(**case.kwargs)
+    module = getattr(fusedkd, SPEC_OF[case.name].module)(**case.kwargs)
     args = case.inputs(6, 8, seed=10)
     torch.testing.assert_close(module(*args), case.call(case.fused, args))
 

@@ -2,8 +2,10 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "../batch.hpp"
+#include "../descriptor.hpp"
 #include "../reduction.hpp"
 #include "../standardize.hpp"
 #include "row_executor.hpp"
@@ -32,8 +34,10 @@ A run_loss(const Params& params, const LogitsView<TS, TT>& x, const LabelsView<T
            RowOutputs<A, TG> out) {
   validate(params, accumulation_of<A>());
   validate_shape<Loss<A>>(x);
-  require(!Loss<A>::uses_label || labels.data != nullptr || x.rows == 0, "target: this loss needs labels");
-  validate_labels(labels, x.rows, x.cols);
+  const char* label_name = label_name_of<Loss<A>>::value;
+  require(!Loss<A>::uses_label || labels.data != nullptr || x.rows == 0,
+          std::string(label_name) + ": this loss needs labels");
+  validate_labels(labels, x.rows, x.cols, label_name);
   return run_batch<A>(reduction, x.rows, count_counted_rows(labels, x.rows), out,
                       [&](const RowOutputs<A, TG>& o) { loss_rows<Loss>(params, x, labels, o, 0, x.rows); });
 }

@@ -22,11 +22,7 @@
 #include <type_traits>
 
 #include "../batch.hpp"
-#include "../losses/dkd.hpp"
-#include "../losses/kd.hpp"
-#include "../losses/nkd.hpp"
-#include "../losses/rld.hpp"
-#include "../losses/uskd.hpp"
+#include "../registry.hpp"
 #include "../reduction.hpp"
 #include "batch_kernels.cuh"
 #include "common.cuh"
@@ -109,7 +105,8 @@ void launch_row_local(const Params& params, const LogitsView<TS, TT>& x, const D
   validate(params, accumulation_of<A>());
   detail::check_rows_cols(x.rows, x.cols);
   validate_shape<L>(x);
-  require(!L::uses_label || labels.data != nullptr || x.rows == 0, "target: this loss needs labels");
+  require(!L::uses_label || labels.data != nullptr || x.rows == 0,
+          std::string(label_name_of<L>::value) + ": this loss needs labels");
   require(out.loss != nullptr, "loss: null output pointer");
   require(out.grad == nullptr || x.rows <= 1 || out.grad_row_stride >= x.cols, "grad_student: row stride < C");
   require(x.rows <= 1 || (x.student_row_stride >= x.cols && x.teacher_row_stride >= x.cols),
@@ -128,7 +125,7 @@ void launch_row_local(const Params& params, const LogitsView<TS, TT>& x, const D
   a.s_stride = x.student_row_stride;
   a.t = x.teacher;
   a.t_stride = x.teacher_row_stride;
-  a.labels = L::uses_label ? labels.data : nullptr;
+  a.labels = labels.data;  // null: every row counts
   a.labels_int32 = labels.is_int32 ? 1 : 0;
   a.ignore_index = labels.ignore_index;
   a.rows = x.rows;

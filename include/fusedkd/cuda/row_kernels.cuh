@@ -53,16 +53,18 @@ __device__ __forceinline__ A grad_scale(const RowLocalArgs<TS, TT, A>& a) {
   return a.header ? a.header->scale : A(1);
 }
 
-// Kind of row i and its label (y = -1 when the loss takes none).
+// Kind of row i and its label y for the loss (−1 when the loss reads none). Given labels mark
+// ignored rows for every loss (the token-level losses take them for that alone).
 template <bool UsesLabel>
 __device__ __forceinline__ RowKind classify_row(const void* labels, int is_int32, std::int64_t ignore_index,
                                                 std::int64_t rows, std::int64_t cols, std::int64_t i, long long& y) {
   y = -1;
   if (i >= rows) return RowKind::Absent;
-  if (!UsesLabel || labels == nullptr) return RowKind::Normal;
-  y = read_label(labels, is_int32, i);
-  if (y == ignore_index) return RowKind::Ignored;
-  if (y < 0 || y >= cols) return RowKind::BadLabel;
+  if (labels == nullptr) return RowKind::Normal;
+  const long long label = read_label(labels, is_int32, i);
+  if (label == ignore_index) return RowKind::Ignored;
+  if (label < 0 || label >= cols) return RowKind::BadLabel;
+  if (UsesLabel) y = label;
   return RowKind::Normal;
 }
 

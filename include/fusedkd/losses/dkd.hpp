@@ -11,7 +11,7 @@
 #pragma once
 
 #include "../online_softmax.hpp"
-#include "../params.hpp"
+#include "../descriptor.hpp"
 #include "../row.hpp"
 
 namespace fusedkd {
@@ -22,17 +22,18 @@ struct DKDParams {
   double temperature = 4.0;
   // Standardize both rows first (standardize.hpp), as the RLD repository's DKD.py `logit_stand`.
   bool logit_standardization = false;
-};
 
-// acc: the accumulation type the loss runs in (the temperature range depends on it, params.hpp).
-inline void validate(const DKDParams& p, Accumulation acc = Accumulation::Double) {
-  require_temperature(p.temperature, "temperature", acc);
-  require_finite(p.alpha, "alpha");
-  require_finite(p.beta, "beta");
-}
+  static constexpr auto fields() {
+    return std::make_tuple(param("alpha", &DKDParams::alpha, ParamCheck::Finite),
+                           param("beta", &DKDParams::beta, ParamCheck::Finite),
+                           param("temperature", &DKDParams::temperature, ParamCheck::Temperature),
+                           param("logit_standardization", &DKDParams::logit_standardization));
+  }
+};
 
 template <class A> struct DKD {
   using Params = DKDParams;
+  static constexpr const char* name = "dkd";
   static constexpr bool uses_teacher = true;
   static constexpr bool uses_label = true;
   static constexpr long long min_classes = 2;  // the non-target part needs a class besides y

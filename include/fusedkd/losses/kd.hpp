@@ -6,7 +6,7 @@
 #pragma once
 
 #include "../online_softmax.hpp"
-#include "../params.hpp"
+#include "../descriptor.hpp"
 #include "../row.hpp"
 
 namespace fusedkd {
@@ -17,15 +17,16 @@ struct KDParams {
   // `logit_stand` option of "Logit Standardization in Knowledge Distillation" (CVPR 2024) as the
   // RLD repository's KD.py applies it.
   bool logit_standardization = false;
-};
 
-// acc: the accumulation type the loss runs in (the temperature range depends on it, params.hpp).
-inline void validate(const KDParams& p, Accumulation acc = Accumulation::Double) {
-  require_temperature(p.temperature, "temperature", acc);
-}
+  static constexpr auto fields() {
+    return std::make_tuple(param("temperature", &KDParams::temperature, ParamCheck::Temperature),
+                           param("logit_standardization", &KDParams::logit_standardization));
+  }
+};
 
 template <class A> struct KD {
   using Params = KDParams;
+  static constexpr const char* name = "kd";
   static constexpr bool uses_teacher = true;
   static constexpr bool uses_label = false;
   static constexpr long long min_classes = 1;

@@ -14,7 +14,7 @@
 #pragma once
 
 #include "../online_softmax.hpp"
-#include "../params.hpp"
+#include "../descriptor.hpp"
 #include "../row.hpp"
 
 namespace fusedkd {
@@ -22,16 +22,16 @@ namespace fusedkd {
 struct NKDParams {
   double temperature = 1.0;
   double gamma = 1.5;
-};
 
-// acc: the accumulation type the loss runs in (the temperature range depends on it, params.hpp).
-inline void validate(const NKDParams& p, Accumulation acc = Accumulation::Double) {
-  require_temperature(p.temperature, "temperature", acc);
-  require_finite(p.gamma, "gamma");
-}
+  static constexpr auto fields() {
+    return std::make_tuple(param("temperature", &NKDParams::temperature, ParamCheck::Temperature),
+                           param("gamma", &NKDParams::gamma, ParamCheck::Finite));
+  }
+};
 
 template <class A> struct NKD {
   using Params = NKDParams;
+  static constexpr const char* name = "nkd";
   static constexpr bool uses_teacher = true;
   static constexpr bool uses_label = true;
   static constexpr long long min_classes = 2;  // the non-target part needs a class besides y

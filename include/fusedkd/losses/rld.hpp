@@ -17,7 +17,7 @@
 #pragma once
 
 #include "../online_softmax.hpp"
-#include "../params.hpp"
+#include "../descriptor.hpp"
 #include "../row.hpp"
 
 namespace fusedkd {
@@ -28,15 +28,17 @@ struct RLDParams {
   double temperature = 4.0;
   double alpha_temperature = 1.0;
   bool logit_standardization = false;
-};
 
-// acc: the accumulation type the loss runs in (the temperature range depends on it, params.hpp).
-inline void validate(const RLDParams& p, Accumulation acc = Accumulation::Double) {
-  require_temperature(p.temperature, "temperature", acc);
-  require_temperature(p.alpha_temperature, "alpha_temperature", acc);
-  require_finite(p.alpha, "alpha");
-  require_finite(p.beta, "beta");
-}
+  // The op's argument order; the Python function takes logit_standardization before alpha_temperature
+  // (the RLD repository's rld_loss order).
+  static constexpr auto fields() {
+    return std::make_tuple(param("alpha", &RLDParams::alpha, ParamCheck::Finite),
+                           param("beta", &RLDParams::beta, ParamCheck::Finite),
+                           param("temperature", &RLDParams::temperature, ParamCheck::Temperature),
+                           param("alpha_temperature", &RLDParams::alpha_temperature, ParamCheck::Temperature),
+                           param("logit_standardization", &RLDParams::logit_standardization));
+  }
+};
 
 // Σ_j exp(x_j · k) split around the arg-max of the *raw* values x (first index on ties):
 // m = max x, rest = Σ_{j≠arg} exp((x_j − m) k). The arg-max is decided before scaling, as
@@ -79,6 +81,7 @@ template <class A> struct ScaledTopLSE {
 
 template <class A> struct RLD {
   using Params = RLDParams;
+  static constexpr const char* name = "rld";
   static constexpr bool uses_teacher = true;
   static constexpr bool uses_label = true;
   static constexpr long long min_classes = 2;  // the binary split needs a class besides y

@@ -26,7 +26,7 @@
 #pragma once
 
 #include "../online_softmax.hpp"
-#include "../params.hpp"
+#include "../descriptor.hpp"
 
 namespace fusedkd {
 
@@ -34,13 +34,25 @@ struct USKDParams {
   double alpha = 1.0;
   double beta = 0.1;
   double mu = 0.005;
+
+  static constexpr auto fields() {
+    return std::make_tuple(param("alpha", &USKDParams::alpha, ParamCheck::Finite),
+                           param("beta", &USKDParams::beta, ParamCheck::Finite),
+                           param("mu", &USKDParams::mu, ParamCheck::Finite));
+  }
 };
 
-inline void validate(const USKDParams& p) {
-  require_finite(p.alpha, "alpha");
-  require_finite(p.beta, "beta");
-  require_finite(p.mu, "mu");
-}
+// USKD's descriptor (its row math is the functions below, run by its own two-pass executors:
+// cpu/uskd.hpp, cuda/uskd_kernels.cuh): student and weak logits w = fc(feature), both receiving
+// a gradient; labels read by every row.
+template <class A> struct USKD {
+  using Params = USKDParams;
+  static constexpr const char* name = "uskd";
+  static constexpr bool uses_teacher = false;
+  static constexpr bool weak_logits = true;  // the second logits are the weak head's, differentiable
+  static constexpr bool uses_label = true;
+  static constexpr long long min_classes = 2;
+};
 
 // Pass 1 statistics of a row (label y); merge is associative.
 template <class A> struct USKDStats {
