@@ -257,16 +257,17 @@ void uskd_rows_scalar(const USKDParams& params, const StudentWeakView<TS, TW>& x
     for (std::int64_t k = 0; k < C; ++k) {  // k = rank of class j
       const std::int64_t j = order[k];
       const A sj = A(to_acc(s[j]));
-      if (j != y) nt_block += uskd_nt_term(r, sj, k);
+      const A rank1 = A(k + 1);
+      if (j != y) nt_block += uskd_nt_term(r, sj, rank1);
       if ((k + 1) % kColumnBlock == 0 || k + 1 == C) {
         nt += nt_block;
         nt_block = A(0);
       }
-      if (gs) gs[j] = from_acc<TG>(out.grad_scale * uskd_grad_student(r, j, sj, k));
+      if (gs) gs[j] = from_acc<TG>(out.grad_scale * uskd_grad_student(r, j == y, sj, rank1));
     }
     if (out.row_loss) out.row_loss[i] = uskd_row_loss(r, st, nt);
     if (gw)
-      for (std::int64_t j = 0; j < C; ++j) gw[j] = from_acc<TG>(out.grad_scale * uskd_grad_weak(r, j, A(to_acc(w[j]))));
+      for (std::int64_t j = 0; j < C; ++j) gw[j] = from_acc<TG>(out.grad_scale * uskd_grad_weak(r, j == y, A(to_acc(w[j]))));
   });
 }
 
@@ -342,10 +343,8 @@ FUSEDKD_LANES_INLINE void uskd_rows_lanes(const USKDParams& params, const Studen
     TG* const gw = grad_weak_row(out, i);
     const USKDRowStats<float>& st = stats[i];
     for_lane_blocks<W>(C, [&](std::int64_t j, int) FUSEDKD_LANES_INLINE_LAMBDA {  // a remainder rewrites equal scores
-      // r_j = p_w,j / (1 − p_w,y + 1e-6) + log p_s,j / (1 − log p_s,y + 1e-6)   (uskd_score)
-      const V p_w = exp_(load_lanes<W>(w + j) - st.lse_w);
-      const V log_p_s = load_lanes<W>(s + j) - st.lse_s;
-      store_lanes(score + j, p_w / st.den_w + log_p_s / st.den_s);
+      // r_j = p_w,j / (1 − p_w,y + 1e-6) + log p_s,j / (1 − log p_s,y + 1e-6)
+      store_lanes(score + j, uskd_score(st, load_lanes<W>(s + j), load_lanes<W>(w + j)));
     });
     long long rank_y = 0;
     if (C <= kCountingRankColumnsPerLane * W) {
@@ -367,21 +366,10 @@ FUSEDKD_LANES_INLINE void uskd_rows_lanes(const USKDParams& params, const Studen
         [&](std::int64_t j, int first) FUSEDKD_LANES_INLINE_LAMBDA {  // a remainder rewrites equal gradients
           const LaneMask<W> is_y = IndexLanes<W>::iota(j) == y;
           const V sj = load_lanes<W>(s + j);
-          const V z = r.inv_z / load_lanes<W>(rank1 + j);  // z_j = (1/Z) / (rank_j + 1)   (uskd_zipf)
-          // NT summand z_j (lse_nt(s) − s_j) for j ≠ y   (uskd_nt_term)
-          nt_lanes += select(lane_keep<W>(first) && !is_y, z * (r.lse_nt_s - sj), V(0.0f));
-          if (gs) {
-            // ∂ℓ/∂s_j = α soft p_s,j + β (q_s,j − z_j) for j ≠ y, grad_s_y at y   (uskd_grad_student)
-            const V ds = sj - r.m_s;  // m and log z apart (uskd_grad_student)
-            const V ps = exp_(ds - r.log_z_s);
-            const V q = exp_(ds - r.log_z_nt_s);
-            store_lanes(gs + j, scale * select(is_y, V(r.grad_s_y), r.alpha * r.soft * ps + r.beta * (q - z)));
-          }
-          if (gw) {
-            // ∂ℓ/∂w_j = μ (p_w,j − smooth_j)   (uskd_grad_weak)
-            const V smooth = select(is_y, V(r.smooth_y), V(r.smooth_other));
-            store_lanes(gw + j, scale * (r.mu * (exp_((load_lanes<W>(w + j) - r.m_w) - r.log_z_w) - smooth)));
-          }
+          const V rank1_j = load_lanes<W>(rank1 + j);
+          nt_lanes += select(lane_keep<W>(first) && !is_y, uskd_nt_term(r, sj, rank1_j), V(0.0f));
+          if (gs) store_lanes(gs + j, scale * uskd_grad_student(r, is_y, sj, rank1_j));
+          if (gw) store_lanes(gw + j, scale * uskd_grad_weak(r, is_y, load_lanes<W>(w + j)));
         },
         [&](std::int64_t) FUSEDKD_LANES_INLINE_LAMBDA {
           nt += hsum(nt_lanes);

@@ -84,9 +84,11 @@ template <class T> inline void check_elem_aligned(const T* p, const char* name) 
 template <template <class> class Loss, class TS, class TT>
 inline WorkspaceLayout row_local_layout(std::int64_t rows, std::int64_t cols, bool standardized = false) {
   using A = acc_t<TS>;
-  const RowPlan plan = plan_row_local(cols, VecWidth<TS, TT>::K, standardized);
+  using Stats = typename Loss<A>::Stats;
+  const RowPlan plan = plan_row_local(cols, VecWidth<TS, TT>::K);
   const bool split = plan.config == RowConfig::Split;
-  return make_layout(rows, sizeof(A), split ? sizeof(typename Loss<A>::Stats) : 0, split ? plan.splits : 0, 0);
+  const std::size_t partial = standardized ? sizeof(StandardizedPartial<Stats, A>) : sizeof(Stats);
+  return make_layout(rows, sizeof(A), split ? partial : 0, split ? plan.splits : 0, 0);
 }
 
 // Bytes of workspace a row-local loss needs for [rows, cols] (independent of the reduction).
@@ -115,7 +117,7 @@ void launch_row_local(const Params& params, const LogitsView<TS, TT>& x, const D
   detail::check_elem_aligned(x.teacher, "teacher_logits");
   if (out.grad) detail::check_elem_aligned(out.grad, "grad_student");
 
-  const RowPlan plan = plan_row_local(x.cols, VecWidth<TS, TT>::K, Standardized);
+  const RowPlan plan = plan_row_local(x.cols, VecWidth<TS, TT>::K);
   const WorkspaceLayout layout = row_local_layout<Loss, TS, TT>(x.rows, x.cols, Standardized);
   char* base = detail::check_workspace(ws, layout.total);
   auto* header = reinterpret_cast<BatchHeader<A>*>(base + layout.header);
@@ -157,19 +159,36 @@ void launch_row_local(const Params& params, const LogitsView<TS, TT>& x, const D
                                                       &row_block_kernel<Loss, Params, TS, TT, A, Standardized>,
                                                       unsigned(x.rows), unsigned(plan.threads), stream, params, a);
         break;
-      case RowConfig::Split:
+      case RowConfig::Split: {
+        require(plan.splits <= SplitKernelTraits::kMaxSplits, "student_logits: too many classes");
+        const dim3 grid(unsigned(x.rows), unsigned(plan.splits));
+        const unsigned threads = unsigned(plan.threads);
         if constexpr (!Standardized) {
-          require(plan.splits <= SplitKernelTraits::kMaxSplits, "student_logits: too many classes");
-          const dim3 stats_grid(unsigned(x.rows), unsigned(plan.splits));
           const dim3 grad_grid(unsigned(x.rows), out.grad ? unsigned(plan.splits) : 1u);
           launch_kernel<SplitKernelTraits::kThreads>("row_split_stats_kernel",
-                                                     &row_split_stats_kernel<Loss, Params, TS, TT, A>, stats_grid,
-                                                     unsigned(plan.threads), stream, params, a);
+                                                     &row_split_stats_kernel<Loss, Params, TS, TT, A>, grid, threads,
+                                                     stream, params, a);
           launch_kernel<SplitKernelTraits::kThreads>("row_split_grad_kernel",
                                                      &row_split_grad_kernel<Loss, Params, TS, TT, A>, grad_grid,
-                                                     unsigned(plan.threads), stream, params, a);
+                                                     threads, stream, params, a);
+        } else {  // moments, statistics, loss (+ the chain rule's sums), gradient
+          const dim3 loss_grid(unsigned(x.rows), out.grad ? unsigned(plan.splits) : 1u);
+          launch_kernel<SplitKernelTraits::kThreads>("row_split_standardized_kernel<1>",
+                                                     &row_split_standardized_kernel<Loss, Params, TS, TT, A, 1>, grid,
+                                                     threads, stream, params, a);
+          launch_kernel<SplitKernelTraits::kThreads>("row_split_standardized_kernel<2>",
+                                                     &row_split_standardized_kernel<Loss, Params, TS, TT, A, 2>, grid,
+                                                     threads, stream, params, a);
+          launch_kernel<SplitKernelTraits::kThreads>("row_split_standardized_kernel<3>",
+                                                     &row_split_standardized_kernel<Loss, Params, TS, TT, A, 3>,
+                                                     loss_grid, threads, stream, params, a);
+          if (out.grad)
+            launch_kernel<SplitKernelTraits::kThreads>("row_split_standardized_kernel<4>",
+                                                       &row_split_standardized_kernel<Loss, Params, TS, TT, A, 4>, grid,
+                                                       threads, stream, params, a);
         }
         break;
+      }
     }
   }
   if (reduction != Reduction::None)
@@ -289,7 +308,7 @@ void uskd(const USKDParams& p, const StudentWeakView<T, T>& x, const DeviceLabel
 
   // The batch kernel runs even for 0 rows: it writes the header the reduction reads.
   if (x.rows > 0) {
-    const RowPlan plan = plan_row_local(x.cols, VecWidth<T, T>::K, /*standardized=*/true);  // Group or Block
+    const RowPlan plan = plan_whole_row(x.cols, VecWidth<T, T>::K);
     a.group_width = plan.group_width;
     if (plan.config == RowConfig::Group) {
       const std::int64_t blocks = (x.rows + plan.rows_per_block - 1) / plan.rows_per_block;

@@ -339,4 +339,118 @@ __global__ void __launch_bounds__(SplitKernelTraits::kThreads)
                        [&](long long j, A sj, A tj) { return scale * L::grad(ctx, r, j, sj, tj); });
 }
 
+// ----------------------------------------------------------------------------- Split, standardized rows
+//
+// The standardized row (row_local_standardized) over chunks of a long row: one kernel per pass, each
+// block (row i = blockIdx.x, chunk blockIdx.y) reducing its chunk and storing the result in the row's
+// partials; every later pass merges the row's partials of the earlier ones in chunk order (every
+// thread identically), so the result depends on C only.
+//   1. moments of s and t           → partial.moments
+//   2. the loss's Stats on x̃        → partial.stats
+//   3. finalize; the row loss (chunk 0); with a gradient, the chain rule's sums → partial.sums
+//   4. (gradient) the gradient of the chunk, chained through the standardization.
+
+template <class Stats, class A> struct StandardizedPartial {
+  PairMoments<A> moments;
+  Stats stats;
+  StandardizeGradSums<A> sums;
+};
+
+// Pass of a standardized Split row: what a block knows after merging the earlier passes' partials.
+template <template <class> class Loss, class TS, class TT, class A> struct StandardizedSplitRow {
+  using L = Loss<A>;
+  using Partial = StandardizedPartial<typename L::Stats, A>;
+  const Partial* part;
+  int splits;
+  __device__ __forceinline__ PairMoments<A> moments() const {
+    PairMoments<A> m = part[0].moments;
+    for (int k = 1; k < splits; ++k) m.merge(part[k].moments);
+    return m;
+  }
+  __device__ __forceinline__ typename L::Stats stats() const {
+    typename L::Stats st = part[0].stats;
+    for (int k = 1; k < splits; ++k) st.merge(part[k].stats);
+    return st;
+  }
+  __device__ __forceinline__ StandardizeGradSums<A> sums() const {
+    StandardizeGradSums<A> g = part[0].sums;
+    for (int k = 1; k < splits; ++k) g.merge(part[k].sums);
+    return g;
+  }
+};
+
+template <template <class> class Loss, class Params, class TS, class TT, class A, int Pass>
+__global__ void __launch_bounds__(SplitKernelTraits::kThreads)
+    row_split_standardized_kernel(const Params params, const RowLocalArgs<TS, TT, A> a) {
+  using L = Loss<A>;
+  using Partial = StandardizedPartial<typename L::Stats, A>;
+  constexpr int K = VecWidth<TS, TT>::K;
+  constexpr std::size_t kReduceBytes = MaxSize<sizeof(typename L::Stats), StandardizedReduceSize<A>::value>::value;
+  FUSEDKD_SHARED(storage, BlockReduceStorage<kReduceBytes>);
+  const std::int64_t i = blockIdx.x;
+  const int split = int(blockIdx.y);
+  const std::int64_t c0 = std::int64_t(split) * a.chunk;
+  const std::int64_t c1 = c0 + a.chunk < a.cols ? c0 + a.chunk : a.cols;
+  const bool vec = a.vec != 0;
+  long long y;
+  const RowKind kind = classify_row<L::uses_label>(a.labels, a.labels_int32, a.ignore_index, a.rows, a.cols, i, y);
+  if (kind != RowKind::Normal) {  // uniform over the block: constants from the last passes, nothing else
+    if (Pass == 3 && split == 0 && threadIdx.x == 0) a.row_loss[i] = constant_for<A>(kind);
+    if (Pass == 4) fill_cols<K>(a.grad + i * a.g_stride, c0, c1, int(threadIdx.x), int(blockDim.x), vec, constant_for<A>(kind));
+    return;
+  }
+  const TS* s = a.s + i * a.s_stride;
+  const TT* t = a.t + i * a.t_stride;
+  Partial* part = static_cast<Partial*>(a.partials) + i * a.splits;
+  const StandardizedSplitRow<Loss, TS, TT, A> row{part, a.splits};
+  if constexpr (Pass == 1) {
+    PairMoments<A> mom;
+    for_cols<K, A>(s, t, c0, c1, int(threadIdx.x), int(blockDim.x), vec, [&](long long, A sj, A tj) {
+      mom.s.push(sj);
+      mom.t.push(tj);
+    });
+    mom = block_all_reduce(mom, storage);
+    if (threadIdx.x == 0) part[split].moments = mom;
+    return;
+  } else {
+    const PairMoments<A> mom = row.moments();
+    const Standardization<A> zs(mom.s), zt(mom.t);
+    RowInput<A> in;
+    in.y = y;
+    if (y >= 0) {
+      in.s_y = zs.apply(A(load_elem(s + y)));
+      in.t_y = zt.apply(A(load_elem(t + y)));
+    }
+    const typename L::Context ctx(params, in);
+    if constexpr (Pass == 2) {
+      typename L::Stats st;
+      for_cols<K, A>(s, t, c0, c1, int(threadIdx.x), int(blockDim.x), vec,
+                     [&](long long j, A sj, A tj) { st.push(ctx, j, zs.apply(sj), zt.apply(tj)); });
+      st = block_all_reduce(st, storage);
+      if (threadIdx.x == 0) part[split].stats = st;
+      return;
+    } else {
+      const typename L::Row r = L::finalize(ctx, row.stats());
+      if constexpr (Pass == 3) {
+        if (split == 0 && threadIdx.x == 0) a.row_loss[i] = r.loss;
+        if (a.grad == nullptr) return;  // uniform: no reduction follows
+        StandardizeGradSums<A> sums;
+        for_cols<K, A>(s, t, c0, c1, int(threadIdx.x), int(blockDim.x), vec, [&](long long j, A sj, A tj) {
+          sums.push(zs, L::grad(ctx, r, j, zs.apply(sj), zt.apply(tj)), sj);
+        });
+        sums = block_all_reduce(sums, storage);
+        if (threadIdx.x == 0) part[split].sums = sums;
+      } else {
+        const StandardizeGradSums<A> sums = row.sums();
+        const A scale = grad_scale(a);
+        for_cols_write<K, A>(s, t, a.grad + i * a.g_stride, c0, c1, int(threadIdx.x), int(blockDim.x), vec,
+                             [&](long long j, A sj, A tj) {
+                               const A gj = L::grad(ctx, r, j, zs.apply(sj), zt.apply(tj));
+                               return scale * standardize_backward(zs, sums, gj, sj);
+                             });
+      }
+    }
+  }
+}
+
 }  // namespace fusedkd::cuda

@@ -58,8 +58,9 @@ inline int pow2_ceil_int(std::int64_t x) {
   return p;
 }
 
-// Plan for a row-local loss over C columns with vector width K (VecWidth<TS, TT>::K).
-inline RowPlan plan_row_local(std::int64_t C, int K, bool standardized) {
+// Group or Block: one worker holds the whole row of C columns (vector width K). Above
+// BlockKernelTraits::kMaxCols, a block of the most threads.
+inline RowPlan plan_whole_row(std::int64_t C, int K) {
   RowPlan p;
   if (C <= GroupKernelTraits::kMaxCols) {
     p.config = RowConfig::Group;
@@ -70,14 +71,19 @@ inline RowPlan plan_row_local(std::int64_t C, int K, bool standardized) {
     p.rows_per_block = p.threads / p.group_width;
     return p;
   }
-  if (C <= BlockKernelTraits::kMaxCols || standardized) {
-    p.config = RowConfig::Block;
-    p.threads = standardized && C > BlockKernelTraits::kMaxCols ? BlockKernelTraits::kMaxThreads
-                : C <= 2048                                     ? 128
-                : C <= 4096                                     ? 256
-                                                                : 512;
-    return p;
-  }
+  p.config = RowConfig::Block;
+  p.threads = C <= 2048                        ? 128
+              : C <= 4096                      ? 256
+              : C <= BlockKernelTraits::kMaxCols ? 512
+                                               : BlockKernelTraits::kMaxThreads;
+  return p;
+}
+
+// Plan for a row-local loss over C columns (raw or standardized rows alike): a whole-row worker up
+// to BlockKernelTraits::kMaxCols, above it Split (chunks of kChunk columns, one block each).
+inline RowPlan plan_row_local(std::int64_t C, int K) {
+  if (C <= BlockKernelTraits::kMaxCols) return plan_whole_row(C, K);
+  RowPlan p;
   p.config = RowConfig::Split;
   p.threads = SplitKernelTraits::kThreads;
   p.chunk = SplitKernelTraits::kChunk;

@@ -194,7 +194,7 @@ __global__ void __launch_bounds__(USKDKernelTraits::kThreads) uskd_rank_kernel(c
 #pragma unroll
       for (int q = 0; q < J; ++q) {
         const std::int64_t j = c0 + tid + std::int64_t(q) * nt;
-        rank[q] += (rk > rj[q] || (rk == rj[q] && k < j)) ? 1 : 0;
+        rank[q] += uskd_rank_before(rk, k, rj[q], (long long)j) ? 1 : 0;
       }
     }
     __syncthreads();
@@ -208,9 +208,10 @@ __global__ void __launch_bounds__(USKDKernelTraits::kThreads) uskd_rank_kernel(c
     const std::int64_t j = c0 + tid + std::int64_t(q) * nt;
     if (j >= c1) continue;
     const A sj = A(load_elem(s + j));
-    if (j != y) nt_sum += uskd_nt_term(r, sj, rank[q]);
-    if (a.grad_s) store_elem(a.grad_s + i * a.gs_stride + j, scale * uskd_grad_student(r, j, sj, rank[q]));
-    if (a.grad_w) store_elem(a.grad_w + i * a.gw_stride + j, scale * uskd_grad_weak(r, j, A(load_elem(w + j))));
+    const A rank1 = A(rank[q] + 1);
+    if (j != y) nt_sum += uskd_nt_term(r, sj, rank1);
+    if (a.grad_s) store_elem(a.grad_s + i * a.gs_stride + j, scale * uskd_grad_student(r, j == y, sj, rank1));
+    if (a.grad_w) store_elem(a.grad_w + i * a.gw_stride + j, scale * uskd_grad_weak(r, j == y, A(load_elem(w + j))));
   }
   nt_sum = block_all_reduce(nt_sum, storage);
   if (tid == 0) a.nt_partials[i * a.splits + split] = nt_sum;

@@ -115,8 +115,13 @@ FUSEDKD_HD_INLINE USKDRowStats<A> uskd_row_stats(const USKDParams& p, const USKD
   return r;
 }
 
+// The per-column formulas below are written once for every executor: V is a scalar (the CPU scalar
+// rows, the CUDA kernels) or SIMD lanes (cpu/uskd.hpp), M a bool or a lane mask (is_y: j == y), and
+// a class's rank enters as rank1 = rank + 1, a value of V. Always inlined: on the CPU they run
+// inside instruction-set-specific lane code (a call would pass 32-byte vectors across ISAs).
+
 // Ranking score r_j (only its order matters).
-template <class A> FUSEDKD_HD_INLINE A uskd_score(const USKDRowStats<A>& r, A sj, A wj) {
+template <class A, class V> FUSEDKD_HD_FORCEINLINE V uskd_score(const USKDRowStats<A>& r, V sj, V wj) {
   return exp_(wj - r.lse_w) / r.den_w + (sj - r.lse_s) / r.den_s;
 }
 
@@ -174,14 +179,12 @@ FUSEDKD_HD_INLINE USKDRow<A> uskd_row(const USKDParams& p, const USKDRowStats<A>
   return r;
 }
 
-// z_j for j ≠ y.
-template <class A> FUSEDKD_HD_INLINE A uskd_zipf(const USKDRow<A>& r, long long rank_j) {
-  return r.inv_z / A(rank_j + 1);
-}
+// z_j for j ≠ y: (1/Z) / (rank_j + 1).
+template <class A, class V> FUSEDKD_HD_FORCEINLINE V uskd_zipf(const USKDRow<A>& r, V rank1) { return r.inv_z / rank1; }
 
 // The j-th summand of NT for j ≠ y: z_j (lse_nt(s) − s_j) = −z_j log q_s,j.
-template <class A> FUSEDKD_HD_INLINE A uskd_nt_term(const USKDRow<A>& r, A sj, long long rank_j) {
-  return uskd_zipf(r, rank_j) * (r.lse_nt_s - sj);
+template <class A, class V> FUSEDKD_HD_FORCEINLINE V uskd_nt_term(const USKDRow<A>& r, V sj, V rank1) {
+  return uskd_zipf(r, rank1) * (r.lse_nt_s - sj);
 }
 
 // ℓ = α T + β NT + W, given NT = Σ_{j≠y} uskd_nt_term(...).
@@ -189,17 +192,19 @@ template <class A> FUSEDKD_HD_INLINE A uskd_row_loss(const USKDRow<A>& r, const 
   return r.alpha * r.soft * (-st.log_ps_y) + r.beta * nonnegative(nt) + st.weak_loss;
 }
 
-// ∂ℓ/∂s_j (rank_j ignored at j = y).
-template <class A> FUSEDKD_HD_INLINE A uskd_grad_student(const USKDRow<A>& r, long long j, A sj, long long rank_j) {
-  if (j == r.y) return r.grad_s_y;
-  const A ps = exp_((sj - r.m_s) - r.log_z_s);      // p_s,j
-  const A q = exp_((sj - r.m_s) - r.log_z_nt_s);    // q_s,j
-  return r.alpha * r.soft * ps + r.beta * (q - uskd_zipf(r, rank_j));
+// ∂ℓ/∂s_j = α soft p_s,j + β (q_s,j − z_j) for j ≠ y; grad_s_y at y (rank1 unused there).
+// p and q from m and log z kept apart.
+template <class A, class V, class M>
+FUSEDKD_HD_FORCEINLINE V uskd_grad_student(const USKDRow<A>& r, M is_y, V sj, V rank1) {
+  const V ds = sj - r.m_s;
+  const V ps = exp_(ds - r.log_z_s);     // p_s,j
+  const V q = exp_(ds - r.log_z_nt_s);   // q_s,j
+  return select(is_y, r.grad_s_y, r.alpha * r.soft * ps + r.beta * (q - uskd_zipf(r, rank1)));
 }
 
 // ∂ℓ/∂w_j = μ (p_w,j − smooth_j).
-template <class A> FUSEDKD_HD_INLINE A uskd_grad_weak(const USKDRow<A>& r, long long j, A wj) {
-  return r.mu * (exp_((wj - r.m_w) - r.log_z_w) - (j == r.y ? r.smooth_y : r.smooth_other));
+template <class A, class V, class M> FUSEDKD_HD_FORCEINLINE V uskd_grad_weak(const USKDRow<A>& r, M is_y, V wj) {
+  return r.mu * (exp_((wj - r.m_w) - r.log_z_w) - select(is_y, V(r.smooth_y), V(r.smooth_other)));
 }
 
 }  // namespace fusedkd
