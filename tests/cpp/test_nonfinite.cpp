@@ -64,13 +64,13 @@ Result run_row_local(const Params& p, const Rows& d, Path path) {
   const LabelsView<int64_t> labels{Loss<A>::uses_label ? d.y.data() : nullptr, -100};
   const RowOutputs<A, T> out{loss.data(), g.data(), d.C};
   bool standardized = false;
-  if constexpr (std::is_same_v<Params, RLDParams>) {
+  if constexpr (has_logit_standardization<Params>::value) {
     standardized = p.logit_standardization;
     if (standardized) {
       if (path == Path::F32Scalar)
-        cpu::run_rows_standardized<RLD>(p, x, labels, out, 0, d.N);
+        cpu::run_rows_standardized<Loss>(p, x, labels, out, 0, d.N);
       else
-        cpu::loss_rows<RLD>(p, x, labels, out, 0, d.N);
+        cpu::loss_rows<Loss>(p, x, labels, out, 0, d.N);
     }
   }
   if (standardized) {
@@ -152,20 +152,24 @@ struct LossCase {
   std::function<Result(const Rows&, Path)> run;
   bool uskd = false;
 };
+// Every row-local loss of the registry with its default parameters (a new loss is checked here without
+// an edit), the variants with other row programs, and USKD.
 vector<LossCase> losses() {
+  vector<LossCase> all;
+#define FUSEDKD_DEFAULT_CASE(L)                                                                        \
+  all.push_back({L<double>::name, [](const Rows& d, Path p) { return run_path<L>(L<double>::Params{}, d, p); }});
+  FUSEDKD_ROW_LOCAL_LOSSES(FUSEDKD_DEFAULT_CASE)
+#undef FUSEDKD_DEFAULT_CASE
   RLDParams rld_std;
   rld_std.logit_standardization = true;
-  return {
-      {"kd", [](const Rows& d, Path p) { return run_path<KD>(KDParams{}, d, p); }},
-      {"dkd", [](const Rows& d, Path p) { return run_path<DKD>(DKDParams{}, d, p); }},
-      {"nkd", [](const Rows& d, Path p) { return run_path<NKD>(NKDParams{}, d, p); }},
-      {"nkd_tau2", [](const Rows& d, Path p) { return run_path<NKD>(NKDParams{2.0, 1.5}, d, p); }},
-      {"rld", [](const Rows& d, Path p) { return run_path<RLD>(RLDParams{}, d, p); }},
-      {"rld_std", [rld_std](const Rows& d, Path p) { return run_path<RLD>(rld_std, d, p); }},
-      {"reverse_kl", [](const Rows& d, Path p) { return run_path<ReverseKL>(ReverseKLParams{}, d, p); }},
-      {"reverse_kl_tau2", [](const Rows& d, Path p) { return run_path<ReverseKL>(ReverseKLParams{2.0}, d, p); }},
-      {"uskd", [](const Rows& d, Path p) { return run_uskd(USKDParams{}, d, p); }, true},
-  };
+  KDParams kd_std;
+  kd_std.logit_standardization = true;
+  all.push_back({"nkd_tau2", [](const Rows& d, Path p) { return run_path<NKD>(NKDParams{2.0, 1.5}, d, p); }});
+  all.push_back({"rld_std", [rld_std](const Rows& d, Path p) { return run_path<RLD>(rld_std, d, p); }});
+  all.push_back({"kd_std", [kd_std](const Rows& d, Path p) { return run_path<KD>(kd_std, d, p); }});
+  all.push_back({"reverse_kl_tau2", [](const Rows& d, Path p) { return run_path<ReverseKL>(ReverseKLParams{2.0}, d, p); }});
+  all.push_back({"uskd", [](const Rows& d, Path p) { return run_uskd(USKDParams{}, d, p); }, true});
+  return all;
 }
 
 // Ordinary rows: teacher logits rising with the column (so K = {j : t_j < t_y} = {j < y}), the label in

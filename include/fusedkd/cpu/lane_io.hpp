@@ -149,6 +149,17 @@ template <int W> FUSEDKD_LANES_INLINE void store_lanes(half_t* p, FloatLanes<W> 
   lanes_detail::store_u16<W>(p, h);
 }
 
+// Lanes [first, W) of x to p + first … p + W − 1 (first = 0: store_lanes). The remainder step of a
+// row (the W columns ending at C, whose first lanes a full step already wrote) stores only its new
+// lanes, so a gradient written in place over the logits it reads never has its written part read
+// back as logits and rewritten. The per-lane conversion equals store_lanes' (tested).
+template <int W, class T> FUSEDKD_LANES_INLINE void store_lanes_from(T* p, FloatLanes<W> x, int first) {
+  if (first == 0) return store_lanes(p, x);
+  float v[W];
+  std::memcpy(v, &x.v, sizeof v);
+  for (int l = first; l < W; ++l) p[l] = from_acc<T>(v[l]);
+}
+
 }  // namespace fusedkd::cpu
 
 #if FUSEDKD_CPU_VECTOR_EXTENSIONS

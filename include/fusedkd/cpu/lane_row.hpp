@@ -71,8 +71,9 @@ template <class L> struct GenericLaneRow {
     const typename L::Row r = L::finalize(ctx, detail::lane_row_stats<L, W>(ctx, C, load_s, load_t));
     if (g) {
       const FloatLanes<W> sc(scale);
-      detail::for_lane_blocks<W>(C, [&](std::int64_t j, int) FUSEDKD_LANES_INLINE_LAMBDA {  // a remainder rewrites equal values
-        store_lanes(g + j, sc * L::grad(ctx, r, IndexLanes<W>::iota(j), load_s(j), load_t(j)));
+      // The remainder stores only its new lanes (store_lanes_from): g may be the student row itself.
+      detail::for_lane_blocks<W>(C, [&](std::int64_t j, int first) FUSEDKD_LANES_INLINE_LAMBDA {
+        store_lanes_from(g + j, sc * L::grad(ctx, r, IndexLanes<W>::iota(j), load_s(j), load_t(j)), first);
       });
     }
     return r;

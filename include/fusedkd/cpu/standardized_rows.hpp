@@ -121,8 +121,9 @@ FUSEDKD_LANES_INLINE void run_rows_standardized_lanes(const Params& params, cons
     sums.g = lane_sum<W>(C, grad_std);
     sums.gx = lane_sum<W>(C, [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return grad_std(j) * (load_s(j) - zs.mu); });
     const V scale(out.grad_scale);
-    for_lane_blocks<W>(C, [&](std::int64_t j, int) FUSEDKD_LANES_INLINE_LAMBDA {  // pass 4
-      store_lanes(g + j, scale * standardize_backward(zs, sums, grad_std(j), load_s(j)));
+    for_lane_blocks<W>(C, [&](std::int64_t j, int first) FUSEDKD_LANES_INLINE_LAMBDA {  // pass 4
+      // only the remainder's new lanes: g may be the student row itself (store_lanes_from)
+      store_lanes_from(g + j, scale * standardize_backward(zs, sums, grad_std(j), load_s(j)), first);
     });
   });
 }
