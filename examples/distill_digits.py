@@ -71,6 +71,8 @@ RECIPES = {
     "NKD": ("nkd_loss", lambda s, f, y, t, epoch, u: F.cross_entropy(s, y) + fusedkd.nkd_loss(s, t, y)),
     "USKD": ("uskd_loss", lambda s, f, y, t, epoch, u: F.cross_entropy(s, y) + u(f, s, y)),  # teacher-free
     "RLD": ("rld_loss", lambda s, f, y, t, epoch, u: F.cross_entropy(s, y) + min(epoch / 20, 1.0) * fusedkd.rld_loss(s, t, y)),
+    # token-level reverse KL (TRL's beta = 1, no tau^2), used here on classes: CE + KL(student || teacher)
+    "Reverse KL": ("reverse_kl_loss", lambda s, f, y, t, epoch, u: F.cross_entropy(s, y) + fusedkd.reverse_kl_loss(s, t, y)),
 }
 LOSSES = [name for name, (fn, _) in RECIPES.items() if fn is None or hasattr(fusedkd, fn)]
 if "USKD" in LOSSES and not hasattr(fusedkd, "USKDLoss"):
@@ -114,6 +116,7 @@ def step_times(name: str, shape, repeats: int = 300) -> tuple[float, float]:
         "NKD": lambda m: m.nkd_loss(s, t, y),
         "USKD": lambda m: m.uskd_loss(s, w, y),
         "RLD": lambda m: m.rld_loss(s, t, y),
+        "Reverse KL": lambda m: m.reverse_kl_loss(s, t, y),
     }
     times = {fusedkd: [], reference: []}
     for k in range(repeats + 20):

@@ -599,6 +599,45 @@ INSTANTIATE_TEST_SUITE_P(Losses, CudaLoss,
                          [](const auto& info) { return std::string(loss_name(info.param)); });
 
 // Errors are reported on the host before anything is enqueued (these need no GPU).
+// Every row-local loss of the registry with its default parameters, on the Group, Block and Split
+// plans, against the CPU executor: a new loss is covered here without an edit (the grid above and
+// the Losses suite list their cases by hand).
+template <template <class> class Loss> void registry_loss_matches_cpu(const char* name) {
+  using P = typename Loss<float>::Params;
+  for (int64_t C : {int64_t(100), int64_t(3000), int64_t(20000)}) {
+    SCOPED_TRACE(std::string(name) + " C " + std::to_string(C));
+    const int64_t N = 5;
+    const auto b = make_batch<float, float>(N, C, 0, 0, DataKind::Normal, unsigned(C + 3), true);
+    vector<float> row_loss(static_cast<size_t>(N)), g(static_cast<size_t>(N * C));
+    const LogitsView<float, float> x{b.s.data(), C, b.t.data(), C, N, C};
+    const LabelsView<int64_t> labels{b.y.data(), -100};
+    const float cpu_loss = cpu::run_loss<Loss>(P{}, x, labels, Reduction::BatchMean,
+                                               RowOutputs<float, float>{row_loss.data(), g.data(), C});
+    DevBuf ds(b.s.size() * 4), dt(b.t.size() * 4), dy(size_t(N) * 8), dloss(4), dg(size_t(N * C) * 4);
+    upload(ds, b.s);
+    upload(dt, b.t);
+    upload(dy, b.y);
+    const size_t ws_bytes = cuda::row_local_workspace_size<Loss, float, float>(N, C, standardizes(P{}));
+    DevBuf dws(ws_bytes);
+    const LogitsView<float, float> xd{ds.as<float>(), C, dt.as<float>(), C, N, C};
+    cuda::launch_loss<Loss>(P{}, xd, cuda::DeviceLabels{dy.p, false, -100}, Reduction::BatchMean,
+                            cuda::DeviceOutputs<float, float>{dloss.as<float>(), dg.as<float>(), C},
+                            cuda::Workspace{dws.p, ws_bytes}, nullptr);
+    CUDA_OK(cudaDeviceSynchronize());
+    const vector<float> gpu_loss = download<float>(dloss, 1), gpu_g = download<float>(dg, size_t(N * C));
+    EXPECT_TRUE(close({double(gpu_loss[0])}, {double(cpu_loss)}, 1e-4, 0, 1e-5, "loss"));
+    EXPECT_TRUE(close(to_double(gpu_g), to_double(g), 1e-3, 3e-5, 0, "grad_student"));
+  }
+}
+
+#define FUSEDKD_REGISTRY_CUDA_TEST(L)                               \
+  TEST(Registry, L##MatchesTheCpuExecutorOnEveryPlan) {             \
+    SKIP_WITHOUT_GPU();                                             \
+    registry_loss_matches_cpu<L>(#L);                               \
+  }
+FUSEDKD_ROW_LOCAL_LOSSES(FUSEDKD_REGISTRY_CUDA_TEST)
+#undef FUSEDKD_REGISTRY_CUDA_TEST
+
 TEST(CudaHostChecks, TooSmallWorkspaceThrows) {
   const LogitsView<float, float> x{reinterpret_cast<const float*>(256), 10, reinterpret_cast<const float*>(512), 10, 4, 10};
   const cuda::DeviceOutputs<float, float> out{reinterpret_cast<float*>(1024), nullptr, 0};
