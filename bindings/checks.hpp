@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <string>
 
+#include <fusedkd/dtype.hpp>
 #include <fusedkd/numeric.hpp>
 #include <fusedkd/reduction.hpp>
 
@@ -149,36 +150,25 @@ inline Tensor new_grad(const Tensor& like, bool compute_grad) {
   return torch::stable::new_empty(like, {like.size(0), like.size(1)}, grad_dtype(like));
 }
 
-// Calls f(Tag<TS>{}, Tag<TT>{}) with the fusedkd element types of two logits tensors.
-template <class T> struct Tag { using type = T; };
-
-template <class F> void dispatch_one(ScalarType t, F&& f) {
+// The logits' runtime dtype for the one dispatch of fusedkd/dtype.hpp (the arguments were checked
+// by check_logits / check_pair first, so only supported dtypes reach it).
+inline DType dtype_of(ScalarType t) {
   switch (t) {
-    case ScalarType::Float: return f(Tag<float>{});
-    case ScalarType::Double: return f(Tag<double>{});
-    case ScalarType::Half: return f(Tag<half_t>{});
-    case ScalarType::BFloat16: return f(Tag<bfloat16_t>{});
+    case ScalarType::Float: return DType::Float32;
+    case ScalarType::Double: return DType::Float64;
+    case ScalarType::Half: return DType::Float16;
+    case ScalarType::BFloat16: return DType::BFloat16;
     default: fail("unsupported logits dtype ", dtype_name(t));
   }
+  return DType::Float32;
 }
+inline DType dtype_of(const Tensor& x) { return dtype_of(x.scalar_type()); }
 
-// f(Tag<TS>{}, Tag<TT>{}) for the pairs check_pair accepts, and only those (the CPU row loops are
-// instantiated for exactly these, cpu_rows.hpp): float64 with float64, and float32, float16,
-// bfloat16 with each other.
+// f(Tag<T>{}) for one tensor's element type; f(Tag<TS>{}, Tag<TT>{}) for the pairs check_pair
+// accepts, and only those (the CPU row loops are instantiated for exactly these, cpu_rows.hpp).
+template <class F> void dispatch_one(ScalarType t, F&& f) { dispatch_dtype(dtype_of(t), "logits", f); }
 template <class F> void dispatch_pair(ScalarType a, ScalarType b, F&& f) {
-  if (a == ScalarType::Double || b == ScalarType::Double) {
-    FUSEDKD_CHECK(a == b, "float64 inputs must both be float64");
-    return f(Tag<double>{}, Tag<double>{});
-  }
-  auto narrow = [](ScalarType t, auto&& g) {
-    switch (t) {
-      case ScalarType::Float: return g(Tag<float>{});
-      case ScalarType::Half: return g(Tag<half_t>{});
-      case ScalarType::BFloat16: return g(Tag<bfloat16_t>{});
-      default: fail("unsupported logits dtype ", dtype_name(t));
-    }
-  };
-  narrow(a, [&](auto ta) { narrow(b, [&](auto tb) { f(ta, tb); }); });
+  dispatch_logit_pair(dtype_of(a), dtype_of(b), "teacher_logits", f);
 }
 
 template <class F> void dispatch_label(ScalarType t, F&& f) {

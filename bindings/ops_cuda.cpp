@@ -49,17 +49,6 @@ void* current_cuda_stream(int32_t device_index) {
   return stream;
 }
 
-DType dtype_of(const Tensor& x) {
-  switch (x.scalar_type()) {
-    case ScalarType::Float: return DType::Float32;
-    case ScalarType::Double: return DType::Float64;
-    case ScalarType::Half: return DType::Float16;
-    case ScalarType::BFloat16: return DType::BFloat16;
-    default: fail("unsupported logits dtype ", dtype_name(x.scalar_type()));
-  }
-  return DType::Float32;
-}
-
 void check_cuda_tensor(const Tensor& x, const char* name) {
   FUSEDKD_CHECK(x.is_cuda(), name, " must be a CUDA tensor for the CUDA implementation");
 }

@@ -18,16 +18,15 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <fusedkd/dtype.hpp>
 #include <fusedkd/reduction.hpp>
 #include <fusedkd/registry.hpp>
 
 namespace fusedkd::kernels {
 
-// Element types of logits (and of the gradients, which take the student's, except float16 logits,
-// whose gradients are float32: grad_t in numeric.hpp).
-enum class DType : int { Float32 = 0, Float64 = 1, Float16 = 2, BFloat16 = 3 };
-
-const char* dtype_name(DType t);
+// Element types: fusedkd::DType (dtype.hpp), shared with the torch ops' dispatch.
+using fusedkd::DType;
+using fusedkd::dtype_name;
 
 // One loss evaluation. All pointers are device pointers on the current device.
 struct LossCall {

@@ -165,7 +165,7 @@ def _scale(grad: torch.Tensor, grad_output: torch.Tensor, reduction: str) -> tor
 
 
 def _has_inference(tensors) -> bool:
-    # A loop, not any(<generator>): ~0.3 against ~0.5 µs for three tensors, on every eager call.
+    # A plain loop, not any(<generator>): cheaper on every eager call (docs/performance.md).
     for x in tensors:
         if x is not None and x.is_inference():
             return True
@@ -262,7 +262,7 @@ def _make_autograd(op_name: str, n_grads: int):
     torch.library.register_autograd(f"fusedkd::{op_name}", backward, setup_context=setup_context)
 
     # The same formulas as a plain autograd.Function, for calls in plain eager mode (see call_op).
-    # Old-style (forward takes ctx): with a separate setup_context, apply() costs ~60 µs more.
+    # Old-style (forward takes ctx): a separate setup_context makes apply() slower (docs/performance.md).
     def forward(ctx, *inputs):
         with _ti.AutoDispatchBelowAutograd():  # straight to the CPU / CUDA kernel (only used when present)
             output = op(*inputs)
@@ -323,9 +323,8 @@ def _check_transforms(op_name: str, tensors) -> None:
 def call_op(op_name: str, *args):
     """Calls fusedkd::<op_name>(*args, grad_private=True) with autograd, for the functional API,
     which discards the gradient outputs (so backward scales them in place). In plain eager mode
-    through an autograd.Function with the registered formulas: the op's registered autograd
-    (torch.library) costs ~100 µs more per forward+backward (measured on the CPU), which is most of
-    the time of a small batch. Everywhere else (torch.compile, export, make_fx, functorch, tensor
+    through an autograd.Function with the registered formulas, which skips the registered autograd's
+    wrapper (its cost is most of a small batch's step: docs/performance.md). Everywhere else (torch.compile, export, make_fx, functorch, tensor
     subclasses) through the op itself, so tracers see fusedkd::<op_name> and its registered autograd
     and fake kernels."""
     n_tensors = _N_TENSORS[op_name]

@@ -9,8 +9,8 @@ that uses it then takes its public path, which is slower but gives the same numb
 API                                               used for                                         without it
 ================================================  ===============================================  =====================================================
 ``torch._C._len_torch_dispatch_stack``            plain-eager check (no dispatch mode: make_fx,     every call goes through the op's registered autograd
-                                                  FakeTensorMode) and the CPU ``grad_output == 1``  (torch.library): ~100 µs more per forward+backward
-                                                  shortcut                                          on the CPU (docs/performance.md, fixed costs)
+                                                  FakeTensorMode) and the CPU ``grad_output == 1``  (torch.library): slower on small batches
+                                                  shortcut                                          (docs/performance.md, "What the torch ops pay")
 ``torch._C._is_torch_function_mode_enabled``      plain-eager check (no torch-function mode)        as above
 ``torch._C._functorch.peek_interpreter_stack``    plain-eager check (no functorch transform)        as above
 ``torch._C._AutoDispatchBelowAutograd``           the eager autograd.Function's forward straight    as above; backward scales through scale_grad_'s

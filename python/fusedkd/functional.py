@@ -44,8 +44,8 @@ def _on_student_device(student: torch.Tensor, x: torch.Tensor, name: str) -> tor
 
 def _constant(x: torch.Tensor) -> torch.Tensor:
     """x cut from the autograd graph (the teacher gets no gradient, and a teacher run with grad enabled
-    keeps no graph alive through the loss). Detached only when it requires grad: a detached view costs
-    ~8 µs per call through the op's autograd (measured on the CPU at [8, 10])."""
+    keeps no graph alive through the loss). Detached only when it requires grad: a detached view has a
+    per-call cost through the op's autograd (docs/performance.md)."""
     return x.detach() if x.requires_grad else x
 
 
