@@ -13,15 +13,11 @@ import torch
 from torch import nn
 
 from . import functional as F
-from ._checks import boolean as _boolean
 from ._checks import integer as _integer
-from ._checks import real as _real
 from ._checks import reduction as _reduction
 from ._ops import OP_ARGS
 
 __all__ = ["KDLoss", "DKDLoss", "NKDLoss", "USKDLoss", "RLDLoss", "ReverseKLLoss"]
-
-_CHECKS = {"float": _real, "bool": _boolean, "int": _integer}
 
 
 class _LossModule(nn.Module):
@@ -42,7 +38,7 @@ class _LossModule(nn.Module):
             elif name == "ignore_index":
                 value = _integer(value, name)
             else:
-                value = _CHECKS[kinds[name]](value, name)
+                value = F._PARAM_CHECKS[kinds[name]](value, name)  # the functions' check of that type
             setattr(self, name, value)
 
     def _hyper(self) -> dict:
