@@ -22,9 +22,10 @@
 
 namespace fusedkd {
 
-// How a parameter is checked: any value, a finite real, or a temperature (params.hpp: positive,
-// finite and within the range where the loss is well conditioned in the accumulation type).
-enum class ParamCheck { Any, Finite, Temperature };
+// How a parameter is checked: any value, a finite real, a temperature (params.hpp: positive,
+// finite and within the range where the loss is well conditioned in the accumulation type), a
+// weight in [0, 1], or a softcap (0 for none, else positive and finite).
+enum class ParamCheck { Any, Finite, Temperature, UnitInterval, Softcap };
 
 // One parameter: its name (as the Python API and the schema call it), its member, its check.
 template <class P, class T> struct ParamField {
@@ -58,6 +59,8 @@ void validate(const P& p, Accumulation acc = Accumulation::Double) {
       const double v = double(p.*(field.member));
       if (field.check == ParamCheck::Finite) require_finite(v, field.name);
       if (field.check == ParamCheck::Temperature) require_temperature(v, field.name, acc);
+      if (field.check == ParamCheck::UnitInterval) require_unit_interval(v, field.name);
+      if (field.check == ParamCheck::Softcap) require_softcap(v, field.name);
     }
   });
 }

@@ -153,6 +153,24 @@ FUSEDKD_HD_INLINE float log_(float x) {
 #endif
 }
 FUSEDKD_HD_INLINE double log_(double x) { return ::log(x); }
+FUSEDKD_HD_INLINE float log1p_(float x) {
+#if defined(__CUDA_ARCH__)
+  return ::log1pf(x);
+#else
+  return std::log1p(x);
+#endif
+}
+FUSEDKD_HD_INLINE double log1p_(double x) { return ::log1p(x); }
+FUSEDKD_HD_INLINE float tanh_(float x) {
+#if defined(__CUDA_ARCH__)
+  return ::tanhf(x);
+#else
+  return std::tanh(x);
+#endif
+}
+FUSEDKD_HD_INLINE double tanh_(double x) { return ::tanh(x); }
+FUSEDKD_HD_INLINE float abs_(float x) { return ::fabsf(x); }
+FUSEDKD_HD_INLINE double abs_(double x) { return ::fabs(x); }
 
 template <class A> FUSEDKD_HD_INLINE A neg_inf() { return -A(INFINITY); }
 

@@ -76,6 +76,14 @@ template <class A> struct OnlineLSEDot {
   FUSEDKD_HD A mean_v() const { return d / z; }  // Σ softmax(x)_j v_j
 };
 
+// A plain sum Σ_j v_j: the second-pass sums of the losses whose terms need both normalizers (the
+// cross pass, cross_pass.hpp).
+template <class A> struct OnlineSum {
+  A v = A(0);
+  FUSEDKD_HD_FORCEINLINE void push(A x) { v += x; }
+  FUSEDKD_HD void merge(const OnlineSum& o) { v += o.v; }
+};
+
 // The states of sums taken with a fixed reference m (z = Σ exp(x_j − m), d = Σ exp(x_j − m) v_j),
 // as the CPU rows that keep their exponentials compute them.
 template <class A> FUSEDKD_HD_INLINE OnlineLSE<A> lse_from_sums(A m, A z) {
@@ -98,9 +106,11 @@ template <class A> FUSEDKD_HD_INLINE OnlineLSEDot<A> lse_dot_from_sums(A m, A z,
 template <class V> struct Accumulators {
   using LSE = OnlineLSE<V>;
   using LSEDot = OnlineLSEDot<V>;
+  using Sum = OnlineSum<V>;
 };
 template <class V> using LSEState = typename Accumulators<V>::LSE;
 template <class V> using LSEDotState = typename Accumulators<V>::LSEDot;
+template <class V> using SumState = typename Accumulators<V>::Sum;
 
 // Member-wise merge of two states that list their members with zip() (see the loss policies).
 struct MergeMembers {
@@ -146,6 +156,14 @@ template <class A> FUSEDKD_HD_INLINE A log_add_exp(A a, A b) {
   const A lo = a > b ? b : a;
   if (lo == neg_inf<A>()) return hi;
   return hi + log_(A(1) + exp_(lo - hi));
+}
+
+// log(e^a + e^b) on values V (scalars or SIMD lanes), branch-free: hi + log1p(e^{lo − hi}), with
+// a = b = −inf giving −inf; NaN propagates.
+template <class V> FUSEDKD_HD_FORCEINLINE V log_add_exp_v(V a, V b) {
+  const auto a_above = a > b;
+  const V hi = select(a_above, a, b), lo = select(a_above, b, a);
+  return select(hi == V(-INFINITY), hi, hi + log1p_(exp_(lo - hi)));
 }
 
 // x · log(x / y) given log x and log y, with 0 · log 0 = 0 (the convention of kl_div / xlogy).

@@ -20,6 +20,17 @@ inline void require_finite(double v, const char* name) {
   require(std::isfinite(v), std::string(name) + " must be finite, got " + number_text(v));
 }
 
+// A weight in [0, 1] (the JSD family's β).
+inline void require_unit_interval(double v, const char* name) {
+  require(v >= 0.0 && v <= 1.0, std::string(name) + " must be in [0, 1], got " + number_text(v));
+}
+
+// A softcap c: 0 (none) or a positive finite number.
+inline void require_softcap(double v, const char* name) {
+  require(std::isfinite(v) && v >= 0.0,
+          std::string(name) + " must be a positive finite number (or 0 / None: no capping), got " + number_text(v));
+}
+
 // The accumulation type a loss runs in: fp32 for fp32/fp16/bf16 logits, fp64 for fp64.
 enum class Accumulation { Float, Double };
 template <class A> constexpr Accumulation accumulation_of() {

@@ -8,10 +8,13 @@
 #pragma once
 
 #include "losses/dkd.hpp"
+#include "losses/forward_kl.hpp"
+#include "losses/jsd.hpp"
 #include "losses/kd.hpp"
 #include "losses/nkd.hpp"
 #include "losses/reverse_kl.hpp"
 #include "losses/rld.hpp"
+#include "losses/tvd.hpp"
 #include "losses/uskd.hpp"
 
 namespace fusedkd {
@@ -23,7 +26,10 @@ namespace fusedkd {
   X(DKD)                            \
   X(NKD)                            \
   X(RLD)                            \
-  X(ReverseKL)
+  X(ForwardKL)                      \
+  X(ReverseKL)                      \
+  X(JSD)                            \
+  X(TVD)
 
 // The losses with a batch-level stage between two row passes, each with its own executor:
 // USKD (the batch mean of p_s,y²).

@@ -34,4 +34,7 @@ LOSS_OPS = (
     LossOp("rld", "rld_loss", "RLDLoss", "rld_loss"),
     LossOp("uskd", "uskd_loss", "USKDLoss", "uskd_loss"),
     LossOp("reverse_kl", "reverse_kl_loss", "ReverseKLLoss", "reverse_kl_loss"),
+    LossOp("forward_kl", "forward_kl_loss", "ForwardKLLoss", "forward_kl_loss"),
+    LossOp("jsd", "jsd_loss", "JSDLoss", "jsd_loss"),
+    LossOp("tvd", "tvd_loss", "TVDLoss", "tvd_loss"),
 )

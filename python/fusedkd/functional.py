@@ -1,13 +1,20 @@
 """Functional API: fused knowledge-distillation losses with their gradients.
 
-Every function takes logits ``[N, C]`` (float32, float16, bfloat16 or float64; fp32
-accumulation for the half types), returns the loss in float32 (float64 for float64 inputs) and
-has the defaults of the authors' reference code (see ``docs/math.md``). Reductions:
+Every function takes logits ``[N, C]``, or token logits ``[..., V]`` with labels ``[...]`` (the
+leading dimensions are flattened as views: a row is a token), in float32, float16, bfloat16 or
+float64 (fp32 accumulation for the half types), returns the loss in float32 (float64 for float64
+inputs) and has the defaults of the authors' reference code (see ``docs/math.md``,
+``docs/math_token.md``). Reductions:
 
 * ``"batchmean"`` — Σ_i ℓ_i / N, N counting rows whose label is not ``ignore_index``
-  (0 when no row counts: an empty batch or every row ignored);
+  (0 when no row counts: an empty batch or every row ignored), or ``num_items_in_batch`` when it
+  is given (Hugging Face's gradient-accumulation convention: an int or a 0-dim tensor, divided on
+  the device, no host synchronization);
 * ``"sum"`` — Σ_i ℓ_i;
-* ``"none"`` — ℓ_i per row, 0 for ignored rows.
+* ``"none"`` — ℓ_i per row, 0 for ignored rows, in the logits' leading shape.
+
+A teacher with more columns than the student (a padded embedding table) is passed as
+``teacher_logits[..., :V]``: a strided view, read in place.
 
 ``"mean"`` is rejected (``F.kl_div``'s would divide by N·C, ``F.cross_entropy``'s by N: use
 ``"batchmean"``). Hyper-parameters are type-checked (``fusedkd._checks``): real numbers (a tensor
@@ -27,7 +34,8 @@ from ._checks import real as _real
 from ._checks import reduction as _reduction
 from ._ops import OP_ARGS, call_op
 
-__all__ = ["kd_loss", "dkd_loss", "nkd_loss", "uskd_loss", "rld_loss", "reverse_kl_loss"]
+__all__ = ["kd_loss", "dkd_loss", "nkd_loss", "uskd_loss", "rld_loss", "forward_kl_loss", "reverse_kl_loss",
+           "jsd_loss", "tvd_loss"]
 
 
 def _tensor(x, name: str) -> torch.Tensor:
@@ -60,10 +68,10 @@ def _check_soft_labels(target: torch.Tensor, student: torch.Tensor) -> torch.Ten
 
 
 def _hard_labels(target: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
-    """Integer labels [N]; a soft-label matrix [N, C] (mixup/cutmix) becomes its argmax."""
+    """Integer labels [...]; soft labels [..., C] (mixup/cutmix) become their argmax."""
     target = _tensor(target, "target")
-    if target.dim() == 2 and target.is_floating_point():
-        return _check_soft_labels(target, student).argmax(dim=1)
+    if target.dim() >= 2 and target.dim() == student.dim() and target.is_floating_point():
+        return _check_soft_labels(target, student).argmax(dim=-1)
     return target
 
 
@@ -93,27 +101,102 @@ def _check_pair(student: torch.Tensor, other: torch.Tensor, name: str) -> None:
 _PARAM_CHECKS = {"float": _real, "bool": _boolean, "int": _integer}
 
 
+def _softcap(value) -> float:
+    """softcap=None (no capping) or c > 0, as the ops take it (0: none)."""
+    if value is None:
+        return 0.0
+    c = _real(value, "softcap")
+    if not (c > 0 and c != float("inf")):
+        raise ValueError(f"softcap must be a positive finite number or None, got {c}")
+    return c
+
+
+def _beta(value) -> float:
+    """JSD's β in [0, 1] (the op's check, made before choosing the op)."""
+    b = _real(value, "beta")
+    if not 0.0 <= b <= 1.0:
+        raise ValueError(f"beta must be in [0, 1], got {b}")
+    return b
+
+
+def _num_items(value, reduction: str):
+    """num_items_in_batch: None, a positive int, or a 0-dim tensor (left on its device)."""
+    if value is None:
+        return None
+    if reduction != "batchmean":
+        raise ValueError(f"num_items_in_batch is the divisor of reduction='batchmean', got reduction={reduction!r}")
+    if isinstance(value, torch.Tensor):
+        if value.dim() != 0 or value.is_complex() or value.dtype == torch.bool:
+            raise ValueError(f"num_items_in_batch must be an int or a 0-dim real tensor, got a tensor of shape "
+                             f"{list(value.shape)} and dtype {str(value.dtype).split('.')[-1]}")
+        return value
+    n = _integer(value, "num_items_in_batch")
+    if n <= 0:
+        raise ValueError(f"num_items_in_batch must be positive, got {n}")
+    return n
+
+
+def _check_row_shapes(s: torch.Tensor, x: torch.Tensor, name: str) -> None:
+    """[..., C] logits of the same leading shape and, for a teacher, the same C, with a pointer to the
+    slice that reads a padded teacher vocabulary in place."""
+    if s.dim() < 2:
+        raise ValueError(f"student_logits must have at least 2 dimensions [..., C], got {s.dim()} dimension(s)")
+    if x.dim() < 2 or x.shape[:-1] != s.shape[:-1] or x.shape[-1] != s.shape[-1]:
+        hint = ""
+        if x.dim() == s.dim() and x.shape[:-1] == s.shape[:-1] and x.shape[-1] > s.shape[-1]:
+            hint = (f"; for a teacher vocabulary padded beyond the student's, pass {name}[..., :{s.shape[-1]}] "
+                    "(a view, read in place, never a copy)")
+        raise ValueError(f"{name} has shape {list(x.shape)} but student_logits has shape {list(s.shape)}{hint}")
+
+
+def _rows(x: torch.Tensor) -> torch.Tensor:
+    """[..., C] as [N, C] rows: a view when the leading dimensions are mergeable (contiguous, or a
+    column slice of a contiguous tensor), else a copy."""
+    return x if x.dim() == 2 else x.reshape(-1, x.shape[-1])
+
+
 def _loss(op_name: str, student_logits, second, labels, kwargs: dict) -> torch.Tensor:
     """The one call behind every public loss function: the arguments checked and ordered as the op's
     schema (``_ops.OP_ARGS``, generated from the loss's C++ descriptor) says, then the op with its
-    autograd (``call_op``). ``kwargs`` holds the hyper-parameters, ``reduction`` and, for a loss with
-    labels, ``ignore_index``. Returns the loss."""
+    autograd (``call_op``). ``kwargs`` holds the hyper-parameters, ``reduction``, for a loss with
+    labels ``ignore_index``, and optionally ``num_items_in_batch``. Token logits ``[..., C]`` run as
+    rows ``[N, C]``. Returns the loss."""
     spec = OP_ARGS[op_name]
     s = _tensor(student_logits, "student_logits")
     x = _on_student_device(s, _tensor(second, spec.second), spec.second)
+    reduction = _reduction(kwargs["reduction"])
+    num_items = _num_items(kwargs.get("num_items_in_batch"), reduction)
+    lead = None
+    if s.dim() != 2 or x.dim() != 2:  # token logits [..., C] (2-D inputs keep the ops' own messages)
+        _check_row_shapes(s, x, spec.second)
+        lead = s.shape[:-1]
+        s, x = _rows(s), _rows(x)
     differentiable = (s, x) if spec.differentiable > 1 else (s,)
     if spec.differentiable < 2:
         x = _constant(x)
     args = [s, x]
     if spec.labels is not None:
-        args.append(None if labels is None and spec.labels_optional
-                    else _on_student_device(s, _tensor(labels, spec.labels), spec.labels))
-    args += [_PARAM_CHECKS[kind](kwargs[name], name) for name, kind in spec.params]
-    args.append(_reduction(kwargs["reduction"]))
+        if labels is None and spec.labels_optional:
+            args.append(None)
+        else:
+            y = _on_student_device(s, _tensor(labels, spec.labels), spec.labels)
+            if lead is not None:
+                if y.shape != lead:
+                    raise ValueError(f"{spec.labels} must have the logits' leading shape {list(lead)}, got {list(y.shape)}")
+                y = y.reshape(-1)
+            args.append(y)
+    args += [_PARAM_CHECKS[kind](kwargs[name], name) if name != "softcap" else _softcap(kwargs[name])
+             for name, kind in spec.params]
+    args.append("sum" if num_items is not None else reduction)
     if spec.labels is not None:
         args.append(_integer(kwargs["ignore_index"], "ignore_index"))
     args.append(_needs_grad(*differentiable))
-    return call_op(op_name, *args)[0]
+    loss = call_op(op_name, *args)[0]
+    if num_items is not None:
+        loss = loss / num_items
+    if reduction == "none" and lead is not None:
+        loss = loss.reshape(lead)
+    return loss
 
 
 
@@ -123,6 +206,7 @@ def kd_loss(
     temperature: float = 4.0,
     logit_standardization: bool = False,
     reduction: str = "batchmean",
+    num_items_in_batch: int | torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Hinton KD, per row ``ℓ_i = τ² · KL(softmax(t_i/τ) ‖ softmax(s_i/τ))
     = τ² Σ_j p_t,j (log p_t,j − log p_s,j)``; gradient ``∂ℓ_i/∂s_ij = τ (p_s,j − p_t,j)``. With
@@ -140,12 +224,15 @@ def kd_loss(
         temperature: τ > 0 (default 4.0).
         logit_standardization: standardize both rows first (default False; a bool).
         reduction: ``"batchmean"`` (default: mean over rows), ``"sum"`` or ``"none"`` (per row).
+        num_items_in_batch: optional divisor of ``"batchmean"`` instead of the count of rows (int or
+            0-dim tensor, divided on the device; default None).
 
     Returns:
         The loss in float32 (float64 for float64 logits): a scalar, or ``[N]`` for ``"none"``.
     """
     return _loss("kd", student_logits, teacher_logits, None, dict(
-        temperature=temperature, logit_standardization=logit_standardization, reduction=reduction))
+        temperature=temperature, logit_standardization=logit_standardization, reduction=reduction,
+        num_items_in_batch=num_items_in_batch))
 
 
 def dkd_loss(
@@ -158,6 +245,7 @@ def dkd_loss(
     logit_standardization: bool = False,
     reduction: str = "batchmean",
     ignore_index: int = -100,
+    num_items_in_batch: int | torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Decoupled KD, per row ``ℓ_i = α·TCKD + β·NCKD`` with, at temperature τ,
     ``TCKD = τ² KL(b_t ‖ b_s)`` on the binary [target, non-target] distributions
@@ -179,13 +267,15 @@ def dkd_loss(
         logit_standardization: standardize both rows first (default False; a bool).
         reduction: ``"batchmean"`` (default: mean over the rows that count), ``"sum"`` or ``"none"``.
         ignore_index: label whose rows count for nothing (loss 0, gradient 0; default -100).
+        num_items_in_batch: optional divisor of ``"batchmean"`` instead of the count of rows (int or
+            0-dim tensor, divided on the device; default None).
 
     Returns:
         The loss in float32 (float64 for float64 logits): a scalar, or ``[N]`` for ``"none"``.
     """
     return _loss("dkd", student_logits, teacher_logits, target, dict(
         alpha=alpha, beta=beta, temperature=temperature, logit_standardization=logit_standardization,
-        reduction=reduction, ignore_index=ignore_index))
+        reduction=reduction, ignore_index=ignore_index, num_items_in_batch=num_items_in_batch))
 
 
 def nkd_loss(
@@ -196,6 +286,7 @@ def nkd_loss(
     gamma: float = 1.5,
     reduction: str = "batchmean",
     ignore_index: int = -100,
+    num_items_in_batch: int | torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Normalized KD, per row ``ℓ_i = −p_t,y log p_s,y − γ τ² Σ_{j≠y} q_t,j log q_s,j``: the target
     term at temperature 1 (``p = softmax(x)``, ``p_t,y`` a constant), the non-target term a
@@ -213,13 +304,16 @@ def nkd_loss(
         gamma: γ (default 1.5).
         reduction: ``"batchmean"`` (default: mean over the rows that count), ``"sum"`` or ``"none"``.
         ignore_index: label whose rows count for nothing (default -100).
+        num_items_in_batch: optional divisor of ``"batchmean"`` instead of the count of rows (int or
+            0-dim tensor, divided on the device; default None).
 
     Returns:
         The loss in float32 (float64 for float64 logits): a scalar, or ``[N]`` for ``"none"``.
     """
     s = _tensor(student_logits, "student_logits")
     return _loss("nkd", s, teacher_logits, _hard_labels(target, s), dict(
-        temperature=temperature, gamma=gamma, reduction=reduction, ignore_index=ignore_index))
+        temperature=temperature, gamma=gamma, reduction=reduction, ignore_index=ignore_index,
+        num_items_in_batch=num_items_in_batch))
 
 
 def rld_loss(
@@ -233,6 +327,7 @@ def rld_loss(
     alpha_temperature: float = 1.0,
     reduction: str = "batchmean",
     ignore_index: int = -100,
+    num_items_in_batch: int | torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Refined logit distillation, per row ``ℓ_i = α·SCD + β·MCD``:
     ``SCD = α_τ² KL(b_t ‖ b_s)`` at temperature α_τ, with the student's binary split around the label
@@ -256,13 +351,16 @@ def rld_loss(
         alpha_temperature: temperature α_τ of SCD (default 1.0).
         reduction: ``"batchmean"`` (default: mean over the rows that count), ``"sum"`` or ``"none"``.
         ignore_index: label whose rows count for nothing (default -100).
+        num_items_in_batch: optional divisor of ``"batchmean"`` instead of the count of rows (int or
+            0-dim tensor, divided on the device; default None).
 
     Returns:
         The loss in float32 (float64 for float64 logits): a scalar, or ``[N]`` for ``"none"``.
     """
     return _loss("rld", student_logits, teacher_logits, target, dict(
         alpha=alpha, beta=beta, temperature=temperature, logit_standardization=logit_standardization,
-        alpha_temperature=alpha_temperature, reduction=reduction, ignore_index=ignore_index))
+        alpha_temperature=alpha_temperature, reduction=reduction, ignore_index=ignore_index,
+        num_items_in_batch=num_items_in_batch))
 
 
 def uskd_loss(
@@ -274,6 +372,7 @@ def uskd_loss(
     mu: float = 0.005,
     reduction: str = "batchmean",
     ignore_index: int = -100,
+    num_items_in_batch: int | torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Teacher-free USKD, per row ``ℓ_i = α·T + β·NT + W``, all at temperature 1:
     ``T = −soft_i log p_s,y`` with the constant ``soft_i = u_i + 1 − mean_i u_i``, ``u_i = p_s,y²``
@@ -295,6 +394,8 @@ def uskd_loss(
         mu: weight μ of the weak supervision (default 0.005).
         reduction: ``"batchmean"`` (default: mean over the rows that count), ``"sum"`` or ``"none"``.
         ignore_index: label whose rows count for nothing, in the batch mean of ``u`` too (default -100).
+        num_items_in_batch: optional divisor of ``"batchmean"`` instead of the count of rows (int or
+            0-dim tensor, divided on the device; default None).
 
     Returns:
         The loss in float32 (float64 for float64 logits): a scalar, or ``[N]`` for ``"none"``.
@@ -302,19 +403,84 @@ def uskd_loss(
     s = _tensor(student_logits, "student_logits")
     w = _on_student_device(s, _tensor(weak_logits, "weak_logits"), "weak_logits")
     y = _on_student_device(s, _tensor(target, "target"), "target")
-    if y.dim() == 2 and y.is_floating_point():
+    if y.dim() >= 2 and y.dim() == s.dim() and y.is_floating_point():
         # Soft labels run the pure-PyTorch reference: the op's checks, made here.
         from . import reference
 
+        reduction = _reduction(reduction)
+        num_items = _num_items(num_items_in_batch, reduction)
+        lead = s.shape[:-1]
+        if s.dim() > 2:
+            _check_row_shapes(s, w, "weak_logits")
+            _check_soft_labels(y, s)
+            s, w, y = _rows(s), _rows(w), _rows(y)
         _check_logits(s, "student_logits")
         _check_pair(s, w, "weak_logits")
         _check_soft_labels(y, s)
         if s.shape[1] < 2:
             raise ValueError(f"student_logits must have at least 2 classes (C) for this loss, got C = {s.shape[1]}")
         alpha, beta, mu = (_checks.finite(_real(v, n), n) for v, n in ((alpha, "alpha"), (beta, "beta"), (mu, "mu")))
-        return reference.uskd_loss(s, w, y, alpha, beta, mu, _reduction(reduction),
+        loss = reference.uskd_loss(s, w, y, alpha, beta, mu, "sum" if num_items is not None else reduction,
                                    _integer(ignore_index, "ignore_index"))
-    return _loss("uskd", s, w, y, dict(alpha=alpha, beta=beta, mu=mu, reduction=reduction, ignore_index=ignore_index))
+        if num_items is not None:
+            return loss / num_items
+        return loss.reshape(lead) if reduction == "none" else loss
+    return _loss("uskd", s, w, y, dict(alpha=alpha, beta=beta, mu=mu, reduction=reduction, ignore_index=ignore_index,
+                                       num_items_in_batch=num_items_in_batch))
+
+
+_TOKEN_ARGS = """
+        student_logits: ``[..., V]`` token logits (``[N, V]`` or ``[B, T, V]``); receive the gradient.
+        teacher_logits: logits of the same shape on the same device (a padded teacher vocabulary as
+            ``teacher_logits[..., :V]``, read in place); a constant.
+        labels: optional ``[...]`` int64/int32 token labels (the logits' leading shape); rows equal to
+            ``ignore_index`` count for nothing (other values must be in ``[0, V)``); None: every row counts."""
+_TOKEN_TAIL = """
+        reduction: ``"batchmean"`` (default: the sum over counted tokens divided by their number, or by
+            ``num_items_in_batch``), ``"sum"`` or ``"none"`` (one loss per token, in the leading shape).
+        ignore_index: label of the rows that do not count (default -100).
+        num_items_in_batch: optional divisor of ``"batchmean"`` (int or 0-dim tensor, e.g. the tokens
+            of all gradient-accumulation steps; default None).
+        softcap: optional c > 0: both logits become ``c·tanh(x/c)`` first, inside the kernel (Gemma 2's
+            ``final_logit_softcapping``; default None: no capping)."""
+
+
+def _token_doc(fn, params: str, tail: str = _TOKEN_TAIL):
+    fn.__doc__ = fn.__doc__.replace("    Args:\n", "    Args:" + _TOKEN_ARGS + params + tail + "\n", 1)
+    return fn
+
+
+_TEMPERATURE_ARGS = """
+        temperature: τ > 0 dividing both logits (default 1.0, as TRL)."""
+_TAU2_ARG = """
+        temperature_squared: multiply the loss (and its gradient) by τ² (Hinton's and NeMo's convention;
+            default False, as TRL)."""
+
+
+def forward_kl_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    temperature: float = 1.0,
+    reduction: str = "batchmean",
+    ignore_index: int = -100,
+    num_items_in_batch: int | torch.Tensor | None = None,
+    softcap: float | None = None,
+    temperature_squared: bool = False,
+) -> torch.Tensor:
+    """Forward KL, per token row ``ℓ_i = KL(p ‖ q) = Σ_j p_j (log p_j − log q_j)`` with the teacher's
+    ``p = softmax(t_i/τ)`` and the student's ``q = softmax(s_i/τ)``; gradient
+    ``∂ℓ_i/∂s_ij = (1/τ)(q_j − p_j)``. No τ² factor unless ``temperature_squared``.
+
+    Reference: TRL ``GKDTrainer.generalized_jsd_loss`` with ``beta=0`` (see :func:`jsd_loss`).
+
+    Args:
+    Returns:
+        The loss in float32 (float64 for float64 logits): a scalar, or the leading shape for ``"none"``.
+    """
+    return _loss("forward_kl", student_logits, teacher_logits, labels, dict(
+        temperature=temperature, temperature_squared=temperature_squared, softcap=softcap, reduction=reduction,
+        ignore_index=ignore_index, num_items_in_batch=num_items_in_batch))
 
 
 def reverse_kl_loss(
@@ -324,27 +490,90 @@ def reverse_kl_loss(
     temperature: float = 1.0,
     reduction: str = "batchmean",
     ignore_index: int = -100,
+    num_items_in_batch: int | torch.Tensor | None = None,
+    softcap: float | None = None,
+    temperature_squared: bool = False,
 ) -> torch.Tensor:
     """Reverse KL, per token row ``ℓ_i = KL(q ‖ p) = Σ_j q_j (log q_j − log p_j)`` with the student's
     ``q = softmax(s_i/τ)`` and the teacher's ``p = softmax(t_i/τ)``; gradient
-    ``∂ℓ_i/∂s_ij = (1/τ) q_j (log q_j − log p_j − ℓ_i)``. No τ² factor.
+    ``∂ℓ_i/∂s_ij = (1/τ) q_j (log q_j − log p_j − ℓ_i)``. No τ² factor unless ``temperature_squared``.
 
-    Reference: TRL ``GKDTrainer.generalized_jsd_loss`` with ``beta=1`` (TRL's default), whose
-    ``"batchmean"`` divides by the number of tokens whose label is not ``ignore_index`` (by the
-    number of rows without labels). Difference: TRL's ``"none"`` returns the ``[N, V]`` elements;
-    here it is one loss per row, 0 for ignored rows.
+    Reference: TRL ``GKDTrainer.generalized_jsd_loss`` with ``beta=1`` (see :func:`jsd_loss`).
 
     Args:
-        student_logits: ``[N, V]`` token logits; receive the gradient.
-        teacher_logits: ``[N, V]`` logits on the same device; a constant.
-        labels: optional ``[N]`` int64/int32 token labels; rows equal to ``ignore_index`` count for
-            nothing (other values must be in ``[0, V)``); default None: every row counts.
-        temperature: τ > 0 (default 1.0).
-        reduction: ``"batchmean"`` (default: mean over the rows that count), ``"sum"`` or ``"none"``.
-        ignore_index: label of the rows that do not count (default -100).
-
     Returns:
-        The loss in float32 (float64 for float64 logits): a scalar, or ``[N]`` for ``"none"``.
+        The loss in float32 (float64 for float64 logits): a scalar, or the leading shape for ``"none"``.
     """
     return _loss("reverse_kl", student_logits, teacher_logits, labels, dict(
-        temperature=temperature, reduction=reduction, ignore_index=ignore_index))
+        temperature=temperature, temperature_squared=temperature_squared, softcap=softcap, reduction=reduction,
+        ignore_index=ignore_index, num_items_in_batch=num_items_in_batch))
+
+
+def jsd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    beta: float = 0.5,
+    temperature: float = 1.0,
+    reduction: str = "batchmean",
+    ignore_index: int = -100,
+    num_items_in_batch: int | torch.Tensor | None = None,
+    softcap: float | None = None,
+    temperature_squared: bool = False,
+) -> torch.Tensor:
+    """Generalized Jensen–Shannon divergence, exactly TRL's ``GKDTrainer.generalized_jsd_loss``: per
+    token row, with ``q = softmax(s_i/τ)`` (student), ``p = softmax(t_i/τ)`` (teacher) and the mixture
+    ``m = β p + (1 − β) q``, ``ℓ_i = β KL(p ‖ m) + (1 − β) KL(q ‖ m)``; ``beta = 0`` is forward KL
+    ``KL(p ‖ q)`` and ``beta = 1`` reverse KL ``KL(q ‖ p)`` exactly (the mixed formula tends to 0 at both
+    ends: the reference's discontinuity is kept). No τ² factor unless ``temperature_squared``.
+    ``beta`` 0 and 1 run the two-pass forward / reverse KL ops, other values the three-pass JSD op.
+
+    Reference: TRL ``trl/experimental/gkd/gkd_trainer.py`` ``GKDTrainer.generalized_jsd_loss`` (checked
+    against that function itself, docs/math_token.md). Differences from TRL, all in the reduction: without labels TRL's ``"batchmean"`` divides by
+    ``size(0)`` (the batch size of a 3-D input), here by the token count; TRL's ``"none"`` keeps the
+    ``[..., V]`` elements, here one loss per token.
+
+    Args:
+        beta: β in [0, 1] (default 0.5).
+    Returns:
+        The loss in float32 (float64 for float64 logits): a scalar, or the leading shape for ``"none"``.
+    """
+    b = _beta(beta)
+    op = "forward_kl" if b == 0.0 else "reverse_kl" if b == 1.0 else "jsd"
+    params = dict(temperature=temperature, temperature_squared=temperature_squared, softcap=softcap,
+                  reduction=reduction, ignore_index=ignore_index, num_items_in_batch=num_items_in_batch)
+    if op == "jsd":
+        params["beta"] = b
+    return _loss(op, student_logits, teacher_logits, labels, params)
+
+
+def tvd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    temperature: float = 1.0,
+    reduction: str = "batchmean",
+    ignore_index: int = -100,
+    num_items_in_batch: int | torch.Tensor | None = None,
+    softcap: float | None = None,
+) -> torch.Tensor:
+    """Total variation distance, per token row ``ℓ_i = ½ Σ_j |p_j − q_j|`` with ``q = softmax(s_i/τ)``
+    (student) and ``p = softmax(t_i/τ)`` (teacher); gradient
+    ``∂ℓ_i/∂s_ij = (1/(2τ)) q_j (sgn(q_j − p_j) − Σ_k q_k sgn(q_k − p_k))`` (sgn 0 = 0).
+
+    Reference: Liger-Kernel ``LigerTVDLoss``, which takes the two probability distributions; this takes
+    logits and applies the softmaxes inside the kernel (docs/math_token.md).
+
+    Args:
+    Returns:
+        The loss in float32 (float64 for float64 logits): a scalar, or the leading shape for ``"none"``.
+    """
+    return _loss("tvd", student_logits, teacher_logits, labels, dict(
+        temperature=temperature, softcap=softcap, reduction=reduction, ignore_index=ignore_index,
+        num_items_in_batch=num_items_in_batch))
+
+
+_token_doc(forward_kl_loss, _TEMPERATURE_ARGS + _TAU2_ARG)
+_token_doc(reverse_kl_loss, _TEMPERATURE_ARGS + _TAU2_ARG)
+_token_doc(jsd_loss, "", _TEMPERATURE_ARGS + _TAU2_ARG + _TOKEN_TAIL)
+_token_doc(tvd_loss, _TEMPERATURE_ARGS)

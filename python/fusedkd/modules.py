@@ -17,13 +17,15 @@ from ._checks import integer as _integer
 from ._checks import reduction as _reduction
 from ._ops import OP_ARGS
 
-__all__ = ["KDLoss", "DKDLoss", "NKDLoss", "USKDLoss", "RLDLoss", "ReverseKLLoss"]
+__all__ = ["KDLoss", "DKDLoss", "NKDLoss", "USKDLoss", "RLDLoss", "ForwardKLLoss", "ReverseKLLoss", "JSDLoss",
+           "TVDLoss"]
 
 
 class _LossModule(nn.Module):
     """A loss module: its hyper-parameters (``_fields``, in the constructor's order) are attributes,
     type-checked by the op's schema types when set in ``__init__``; each subclass's ``forward``
-    (explicit, documented inputs) calls its function with ``**self._hyper()``."""
+    (explicit, documented inputs) calls its function with ``**self._hyper()`` and, where given, the
+    call's ``num_items_in_batch`` (a property of the batch, not of the loss)."""
 
     _op: str  # the fusedkd op (its schema types the hyper-parameters)
     _fields: tuple  # the hyper-parameters, in the constructor's argument order
@@ -37,6 +39,10 @@ class _LossModule(nn.Module):
                 value = _reduction(value)
             elif name == "ignore_index":
                 value = _integer(value, name)
+            elif name == "softcap":
+                value = None if value is None else F._softcap(value)
+            elif name == "beta" and self._op == "jsd":
+                value = F._beta(value)
             else:
                 value = F._PARAM_CHECKS[kinds[name]](value, name)  # the functions' check of that type
             setattr(self, name, value)
@@ -66,8 +72,9 @@ class KDLoss(_LossModule):
                  logit_standardization: bool = False) -> None:
         super().__init__(temperature=temperature, reduction=reduction, logit_standardization=logit_standardization)
 
-    def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-        return F.kd_loss(student_logits, teacher_logits, **self._hyper())
+    def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                num_items_in_batch: int | torch.Tensor | None = None) -> torch.Tensor:
+        return F.kd_loss(student_logits, teacher_logits, **self._hyper(), num_items_in_batch=num_items_in_batch)
 
 
 class DKDLoss(_LossModule):
@@ -100,8 +107,9 @@ class DKDLoss(_LossModule):
         super().__init__(alpha=alpha, beta=beta, temperature=temperature, reduction=reduction,
                          ignore_index=ignore_index, logit_standardization=logit_standardization)
 
-    def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.dkd_loss(student_logits, teacher_logits, target, **self._hyper())
+    def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor,
+                num_items_in_batch: int | torch.Tensor | None = None) -> torch.Tensor:
+        return F.dkd_loss(student_logits, teacher_logits, target, **self._hyper(), num_items_in_batch=num_items_in_batch)
 
 
 class NKDLoss(_LossModule):
@@ -123,8 +131,9 @@ class NKDLoss(_LossModule):
                  ignore_index: int = -100) -> None:
         super().__init__(temperature=temperature, gamma=gamma, reduction=reduction, ignore_index=ignore_index)
 
-    def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.nkd_loss(student_logits, teacher_logits, target, **self._hyper())
+    def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor,
+                num_items_in_batch: int | torch.Tensor | None = None) -> torch.Tensor:
+        return F.nkd_loss(student_logits, teacher_logits, target, **self._hyper(), num_items_in_batch=num_items_in_batch)
 
 
 class RLDLoss(_LossModule):
@@ -153,8 +162,9 @@ class RLDLoss(_LossModule):
         super().__init__(alpha=alpha, beta=beta, temperature=temperature, logit_standardization=logit_standardization,
                          alpha_temperature=alpha_temperature, reduction=reduction, ignore_index=ignore_index)
 
-    def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.rld_loss(student_logits, teacher_logits, target, **self._hyper())
+    def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor,
+                num_items_in_batch: int | torch.Tensor | None = None) -> torch.Tensor:
+        return F.rld_loss(student_logits, teacher_logits, target, **self._hyper(), num_items_in_batch=num_items_in_batch)
 
 
 class USKDLoss(_LossModule):
@@ -182,30 +192,105 @@ class USKDLoss(_LossModule):
         super().__init__(alpha=alpha, beta=beta, mu=mu, reduction=reduction, ignore_index=ignore_index)
         self.fc = nn.Linear(in_features, num_classes)
 
-    def forward(self, feature: torch.Tensor, student_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(self, feature: torch.Tensor, student_logits: torch.Tensor, target: torch.Tensor,
+                num_items_in_batch: int | torch.Tensor | None = None) -> torch.Tensor:
         weak = self.fc(feature)
-        return F.uskd_loss(student_logits, weak.to(student_logits.dtype), target, **self._hyper())
+        return F.uskd_loss(student_logits, weak.to(student_logits.dtype), target, **self._hyper(),
+                           num_items_in_batch=num_items_in_batch)
 
     # extra_repr: nn.Linear's repr (in_features, num_classes) is printed as the child module `fc`.
 
 
-class ReverseKLLoss(_LossModule):
-    """Reverse KL at the token level (TRL ``generalized_jsd_loss``, ``beta=1``), see
-    :func:`fusedkd.reverse_kl_loss`: ``ℓ_i = KL(softmax(s_i/τ) ‖ softmax(t_i/τ))``, no τ².
-
-    Args:
-        temperature: τ (default 1.0).
+_TOKEN_MODULE_ARGS = """
+        temperature: τ dividing both logits (default 1.0, as TRL).
         reduction: ``"batchmean"`` (default), ``"sum"`` or ``"none"``.
-        ignore_index: label of rows that do not count (default -100).
+        ignore_index: label of the tokens that do not count (default -100).
+        softcap: optional c > 0, both logits become ``c·tanh(x/c)`` first (default None)."""
+_TAU2_MODULE_ARG = """
+        temperature_squared: multiply the loss by τ² (default False, as TRL)."""
+_TOKEN_FORWARD = """
+    ``forward(student_logits, teacher_logits, labels=None, num_items_in_batch: int | torch.Tensor | None = None)``: ``[..., V]`` logits,
+    optional ``[...]`` labels, the optional divisor of ``"batchmean"``; returns the loss."""
 
-    ``forward(student_logits, teacher_logits, labels=None)`` → the loss.
-    """
 
-    _op, _fields = "reverse_kl", ("temperature", "reduction", "ignore_index")
+def _token_module_doc(cls, extra: str = _TAU2_MODULE_ARG):
+    cls.__doc__ = cls.__doc__.replace("    Args:\n", "    Args:" + _TOKEN_MODULE_ARGS + extra + "\n", 1) + _TOKEN_FORWARD
+    return cls
 
-    def __init__(self, temperature: float = 1.0, reduction: str = "batchmean", ignore_index: int = -100) -> None:
-        super().__init__(temperature=temperature, reduction=reduction, ignore_index=ignore_index)
+
+class _TokenLossModule(_LossModule):
+    _function: str  # the functional loss in fusedkd.functional
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor,
-                labels: torch.Tensor | None = None) -> torch.Tensor:
-        return F.reverse_kl_loss(student_logits, teacher_logits, labels, **self._hyper())
+                labels: torch.Tensor | None = None, num_items_in_batch: int | torch.Tensor | None = None) -> torch.Tensor:
+        return getattr(F, self._function)(student_logits, teacher_logits, labels, **self._hyper(),
+                                          num_items_in_batch=num_items_in_batch)
+
+
+class _TokenKLModule(_TokenLossModule):
+    """Forward or reverse KL: the same hyper-parameters."""
+
+    _fields = ("temperature", "reduction", "ignore_index", "softcap", "temperature_squared")
+
+    def __init__(self, temperature: float = 1.0, reduction: str = "batchmean", ignore_index: int = -100,
+                 softcap: float | None = None, temperature_squared: bool = False) -> None:
+        super().__init__(temperature=temperature, reduction=reduction, ignore_index=ignore_index, softcap=softcap,
+                         temperature_squared=temperature_squared)
+
+
+@_token_module_doc
+class ForwardKLLoss(_TokenKLModule):
+    """Forward KL at the token level (TRL ``generalized_jsd_loss``, ``beta=0``), see
+    :func:`fusedkd.forward_kl_loss`: ``ℓ_i = KL(softmax(t_i/τ) ‖ softmax(s_i/τ))``.
+
+    Args:
+    """
+
+    _op, _function = "forward_kl", "forward_kl_loss"
+
+
+@_token_module_doc
+class ReverseKLLoss(_TokenKLModule):
+    """Reverse KL at the token level (TRL ``generalized_jsd_loss``, ``beta=1``), see
+    :func:`fusedkd.reverse_kl_loss`: ``ℓ_i = KL(softmax(s_i/τ) ‖ softmax(t_i/τ))``.
+
+    Args:
+    """
+
+    _op, _function = "reverse_kl", "reverse_kl_loss"
+
+
+@_token_module_doc
+class JSDLoss(_TokenLossModule):
+    """Generalized JSD, exactly TRL's ``generalized_jsd_loss``, see :func:`fusedkd.jsd_loss`:
+    ``ℓ_i = β KL(p ‖ m) + (1 − β) KL(q ‖ m)``, ``m = β p + (1 − β) q``.
+
+    Args:
+        beta: β in [0, 1] (default 0.5; 0 is forward KL, 1 reverse KL).
+    """
+
+    _op, _function = "jsd", "jsd_loss"
+    _fields = ("beta", "temperature", "reduction", "ignore_index", "softcap", "temperature_squared")
+
+    def __init__(self, beta: float = 0.5, temperature: float = 1.0, reduction: str = "batchmean",
+                 ignore_index: int = -100, softcap: float | None = None, temperature_squared: bool = False) -> None:
+        super().__init__(beta=beta, temperature=temperature, reduction=reduction, ignore_index=ignore_index,
+                         softcap=softcap, temperature_squared=temperature_squared)
+
+
+class TVDLoss(_TokenLossModule):
+    """Total variation distance (Liger-Kernel ``LigerTVDLoss``, on logits), see :func:`fusedkd.tvd_loss`:
+    ``ℓ_i = ½ Σ_j |p_j − q_j|``.
+
+    Args:
+    """
+
+    _op, _function = "tvd", "tvd_loss"
+    _fields = ("temperature", "reduction", "ignore_index", "softcap")
+
+    def __init__(self, temperature: float = 1.0, reduction: str = "batchmean", ignore_index: int = -100,
+                 softcap: float | None = None) -> None:
+        super().__init__(temperature=temperature, reduction=reduction, ignore_index=ignore_index, softcap=softcap)
+
+
+_token_module_doc(TVDLoss, "")

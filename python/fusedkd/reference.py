@@ -28,7 +28,8 @@ except ImportError:  # loaded from its file without the package (tests/python/te
     _spec.loader.exec_module(_checks_module)
     _check_reduction = _checks_module.reduction
 
-__all__ = ["kd_loss", "dkd_loss", "nkd_loss", "uskd_loss", "rld_loss", "reverse_kl_loss", "reduce_rows"]
+__all__ = ["kd_loss", "dkd_loss", "nkd_loss", "uskd_loss", "rld_loss", "forward_kl_loss", "reverse_kl_loss", "jsd_loss",
+           "tvd_loss", "reduce_rows"]
 
 
 def reduce_rows(row_loss: torch.Tensor, reduction: str, counted: torch.Tensor | int | None = None) -> torch.Tensor:
@@ -283,28 +284,99 @@ def rld_loss(
     return reduce_rows(row, reduction, valid.sum())
 
 
-def reverse_kl_loss(
+def _token_rows(student_logits, teacher_logits, labels, softcap):
+    """[..., V] logits as [N, V] rows in the accumulation type, capped (``c·tanh(x/c)``) when softcap is set;
+    labels as [N]."""
+    v = student_logits.shape[-1]
+    s = _acc(student_logits).reshape(-1, v)
+    t = _acc(teacher_logits).detach().reshape(-1, teacher_logits.shape[-1])
+    if softcap is not None:
+        s, t = softcap * torch.tanh(s / softcap), softcap * torch.tanh(t / softcap)
+    return s, t, None if labels is None else labels.reshape(-1)
+
+
+def _reduce_tokens(row, labels, reduction, ignore_index, num_items_in_batch=None):
+    """Rows whose label is ignore_index count for nothing; "batchmean" divides by num_items_in_batch when
+    given, else by the number of counted rows."""
+    valid = None if labels is None else labels != ignore_index
+    if valid is not None:
+        row = torch.where(valid, row, torch.zeros_like(row))
+    if num_items_in_batch is not None and reduction == "batchmean":
+        return row.sum() / num_items_in_batch
+    return reduce_rows(row, reduction, None if valid is None else valid.sum())
+
+
+def _x_log_x_over_y(log_x, log_y):
+    """Σ_j x_j (log x_j − log y_j) per row, the limit 0 where x_j = 0 (kl_div(log_y, log_x, log_target=True)
+    gives 0·(−inf) = NaN there)."""
+    x = log_x.exp()
+    return torch.where(x > 0, x * (log_x - log_y), torch.zeros_like(x)).sum(-1)
+
+
+def jsd_loss(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
     labels: torch.Tensor | None = None,
+    beta: float = 0.5,
     temperature: float = 1.0,
     reduction: str = "batchmean",
     ignore_index: int = -100,
+    num_items_in_batch: int | torch.Tensor | None = None,
+    softcap: float | None = None,
+    temperature_squared: bool = False,
 ) -> torch.Tensor:
-    """TRL ``GKDTrainer.generalized_jsd_loss`` at ``beta=1``: per token row
-    ``KL(q ‖ p) = Σ_j q_j (log q_j − log p_j)``, ``q = softmax(s/τ)``, ``p = softmax(t/τ)``, no τ²;
-    rows whose label is ``ignore_index`` count for nothing. TRL's ``"none"`` keeps the [N, V]
-    elements; here it is one loss per row (0 for ignored rows), as every fusedkd loss. A student −inf
-    is probability 0 and adds nothing (TRL's kl_div gives NaN there)."""
-    s, t = _acc(student_logits), _acc(teacher_logits).detach()
-    log_q = F.log_softmax(s / temperature, dim=1)
-    log_p = F.log_softmax(t / temperature, dim=1)
-    # Σ q (log q − log p), as F.kl_div(log_p, log_q, log_target=True) (TRL's call) but with the limit 0
-    # where the student's q is 0 (s = −inf), where kl_div gives 0·(−inf) = NaN.
-    q = log_q.exp()
-    row = torch.where(q > 0, q * (log_q - log_p), torch.zeros_like(q)).sum(1)
-    if labels is None:
-        return reduce_rows(row, reduction)
-    valid = labels != ignore_index
-    row = torch.where(valid, row, torch.zeros_like(row))
-    return reduce_rows(row, reduction, valid.sum())
+    """TRL ``GKDTrainer.generalized_jsd_loss`` (trl/experimental/gkd/gkd_trainer.py), per token row with
+    ``q = softmax(s/τ)`` (student), ``p = softmax(t/τ)`` (teacher): ``beta = 0`` forward KL ``KL(p ‖ q)``,
+    ``beta = 1`` reverse KL ``KL(q ‖ p)``, otherwise ``β KL(p ‖ m) + (1 − β) KL(q ‖ m)`` with
+    ``log m = logsumexp([log q + log(1 − β), log p + log β])``; no τ² (``temperature_squared`` multiplies by
+    τ²). Rows whose label is ``ignore_index`` count for nothing; ``"batchmean"`` divides by the counted rows
+    (TRL without labels divides by ``size(0)``: the batch size of a 3-D input, here the token count), or by
+    ``num_items_in_batch``. ``"none"``: one loss per token row (TRL keeps the ``[..., V]`` elements)."""
+    s, t, y = _token_rows(student_logits, teacher_logits, labels, softcap)
+    log_q = F.log_softmax(s / temperature, dim=-1)
+    log_p = F.log_softmax(t / temperature, dim=-1)
+    if beta == 0:
+        row = _x_log_x_over_y(log_p, log_q)
+    elif beta == 1:
+        row = _x_log_x_over_y(log_q, log_p)
+    else:
+        b = torch.tensor(beta, dtype=log_q.dtype)
+        log_m = torch.logsumexp(torch.stack([log_q + torch.log1p(-b), log_p + torch.log(b)]), dim=0)
+        row = beta * _x_log_x_over_y(log_p, log_m) + (1 - beta) * _x_log_x_over_y(log_q, log_m)
+    if temperature_squared:
+        row = row * temperature**2
+    loss = _reduce_tokens(row, y, reduction, ignore_index, num_items_in_batch)
+    return loss.reshape(student_logits.shape[:-1]) if reduction == "none" else loss
+
+
+def forward_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None = None,
+                    temperature: float = 1.0, reduction: str = "batchmean", ignore_index: int = -100,
+                    num_items_in_batch: int | torch.Tensor | None = None, softcap: float | None = None,
+                    temperature_squared: bool = False) -> torch.Tensor:
+    """TRL ``generalized_jsd_loss`` at ``beta=0``: ``KL(p ‖ q)`` per token row (see :func:`jsd_loss`)."""
+    return jsd_loss(student_logits, teacher_logits, labels, 0.0, temperature, reduction, ignore_index,
+                    num_items_in_batch, softcap, temperature_squared)
+
+
+def reverse_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None = None,
+                    temperature: float = 1.0, reduction: str = "batchmean", ignore_index: int = -100,
+                    num_items_in_batch: int | torch.Tensor | None = None, softcap: float | None = None,
+                    temperature_squared: bool = False) -> torch.Tensor:
+    """TRL ``generalized_jsd_loss`` at ``beta=1``: ``KL(q ‖ p)`` per token row (see :func:`jsd_loss`). A
+    student −inf is probability 0 and adds nothing (TRL's kl_div gives NaN there)."""
+    return jsd_loss(student_logits, teacher_logits, labels, 1.0, temperature, reduction, ignore_index,
+                    num_items_in_batch, softcap, temperature_squared)
+
+
+def tvd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None = None,
+             temperature: float = 1.0, reduction: str = "batchmean", ignore_index: int = -100,
+             num_items_in_batch: int | torch.Tensor | None = None, softcap: float | None = None) -> torch.Tensor:
+    """Total variation distance ``½ Σ_j |p_j − q_j|`` per token row between ``q = softmax(s/τ)`` and
+    ``p = softmax(t/τ)``, as Liger-Kernel's ``LigerTVDLoss`` computes it from the two probability
+    distributions (it takes probabilities; this takes logits). Reductions as :func:`jsd_loss`."""
+    s, t, y = _token_rows(student_logits, teacher_logits, labels, softcap)
+    q = F.softmax(s / temperature, dim=-1)
+    p = F.softmax(t / temperature, dim=-1)
+    row = 0.5 * (p - q).abs().sum(-1)
+    loss = _reduce_tokens(row, y, reduction, ignore_index, num_items_in_batch)
+    return loss.reshape(student_logits.shape[:-1]) if reduction == "none" else loss

@@ -55,6 +55,42 @@ TEST(Lanes, ExpSpecialValues) {
   EXPECT_EQ(lane0_exp<8>(1.0f), lane0_exp<4>(1.0f));
 }
 
+// lane_math.hpp: tanh over [−20, 20] (both branches and the switch at 1/16) and log1p over [0, 1], in
+// ulp of the C library's fp32 result; the special values.
+template <int W> float lane0_tanh(float x) { return cpu::tanh_(cpu::FloatLanes<W>(x))[0]; }
+template <int W> float lane0_log1p(float x) { return cpu::log1p_(cpu::FloatLanes<W>(x))[0]; }
+double ulp_error(float got, float ref) {
+  if (got == ref) return 0;
+  const float a = std::abs(ref);
+  return std::abs(double(got) - double(ref)) / double(std::nextafter(a, INFINITY) - a);
+}
+
+TEST(Lanes, TanhAndLog1pWithinFourUlpOfLibm) {
+  double worst_tanh = 0, worst_log1p = 0;
+  for (int i = -200000; i <= 200000; ++i) {
+    const float x = 20.0f * float(i) / 200000.0f;
+    worst_tanh = std::max(worst_tanh, ulp_error(lane0_tanh<4>(x), std::tanh(x)));
+  }
+  for (int i = 0; i <= 200000; ++i) {
+    const float u = float(i) / 200000.0f;
+    worst_log1p = std::max(worst_log1p, ulp_error(lane0_log1p<4>(u), std::log1p(u)));
+  }
+  for (float u : {1e-30f, 1e-10f, 1e-7f, 6e-8f, 3e-5f})
+    worst_log1p = std::max(worst_log1p, ulp_error(lane0_log1p<4>(u), std::log1p(u)));
+  EXPECT_LE(worst_tanh, 4.0);
+  EXPECT_LE(worst_log1p, 4.0);
+  EXPECT_EQ(lane0_tanh<4>(INFINITY), 1.0f);
+  EXPECT_EQ(lane0_tanh<4>(-INFINITY), -1.0f);
+  EXPECT_EQ(lane0_tanh<4>(0.0f), 0.0f);
+  EXPECT_EQ(lane0_tanh<4>(-1e-3f), -lane0_tanh<4>(1e-3f));  // odd, on both branches
+  EXPECT_EQ(lane0_tanh<4>(-3.0f), -lane0_tanh<4>(3.0f));
+  EXPECT_TRUE(std::isnan(lane0_tanh<4>(NAN)));
+  EXPECT_EQ(lane0_log1p<4>(0.0f), 0.0f);
+  EXPECT_TRUE(std::isnan(lane0_log1p<4>(NAN)));
+  EXPECT_EQ(lane0_tanh<8>(0.3f), lane0_tanh<4>(0.3f));
+  EXPECT_EQ(lane0_log1p<8>(0.3f), lane0_log1p<4>(0.3f));
+}
+
 TEST(Lanes, HalfAndBfloat16LoadsMatchScalarConversion) {
   for (std::uint32_t b = 0; b < 65536; b += 4) {
     half_t h[4];
@@ -242,8 +278,22 @@ TEST_P(LanesVsScalar, RLD) {
 // differ by up to twice that.
 TEST_P(LanesVsScalar, ReverseKL) {
   for (int64_t C : kCols) {
-    expect_lanes_match_scalar<ReverseKL, ReverseKLParams, float>(GetParam(), ReverseKLParams{}, 9, C, 1e-5);
-    expect_lanes_match_scalar<ReverseKL, ReverseKLParams, float>(GetParam(), ReverseKLParams{0.5}, 9, C, 1e-5);
+    expect_lanes_match_scalar<ReverseKL, TokenKLParams, float>(GetParam(), TokenKLParams{}, 9, C, 1e-5);
+    expect_lanes_match_scalar<ReverseKL, TokenKLParams, float>(GetParam(), TokenKLParams{0.5}, 9, C, 1e-5);
+  }
+}
+// The token losses: forward KL, the JSD mixture (its cross pass), TVD (its sign cross pass), each with
+// a softcap and a temperature; same tolerance and reason as reverse KL.
+TEST_P(LanesVsScalar, TokenLosses) {
+  for (int64_t C : kCols) {
+    expect_lanes_match_scalar<ForwardKL, TokenKLParams, float>(GetParam(), TokenKLParams{}, 9, C, 1e-5);
+    expect_lanes_match_scalar<ForwardKL, TokenKLParams, float>(GetParam(), TokenKLParams{2.0, true, 5.0}, 9, C, 1e-5);
+    expect_lanes_match_scalar<ReverseKL, TokenKLParams, float>(GetParam(), TokenKLParams{0.5, false, 3.0}, 9, C, 1e-5);
+    for (double beta : {0.1, 0.5, 0.9})
+      expect_lanes_match_scalar<JSD, JSDParams, float>(GetParam(), JSDParams{beta, 2.0, false, 0.0}, 9, C, 1e-5);
+    expect_lanes_match_scalar<JSD, JSDParams, float>(GetParam(), JSDParams{0.5, 1.0, true, 4.0}, 9, C, 1e-5);
+    expect_lanes_match_scalar<TVD, TVDParams, float>(GetParam(), TVDParams{}, 9, C, 1e-5);
+    expect_lanes_match_scalar<TVD, TVDParams, float>(GetParam(), TVDParams{0.5, 3.0}, 9, C, 1e-5);
   }
 }
 TEST_P(LanesVsScalar, HalfAndBfloat16) {

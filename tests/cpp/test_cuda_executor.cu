@@ -173,7 +173,7 @@ Result run_cpu(LossId id, const HostBatch<TS, TT>& b, Reduction r, bool grad) {
     case LossId::DKDStd: total = cpu::dkd(params_for<DKDParams>(id == LossId::DKDStd), x, labels, r, out); break;
     case LossId::NKD: total = cpu::nkd(NKDParams{}, x, labels, r, out); break;
     case LossId::RLD: total = cpu::rld(RLDParams{}, x, labels, r, out); break;
-    case LossId::ReverseKL: total = cpu::run_loss<ReverseKL>(ReverseKLParams{}, x, labels, r, out); break;
+    case LossId::ReverseKL: total = cpu::run_loss<ReverseKL>(TokenKLParams{}, x, labels, r, out); break;
     case LossId::RLDStd: {
       RLDParams p;
       p.logit_standardization = true;
@@ -253,7 +253,7 @@ Result run_gpu(LossId id, const HostBatch<TS, TT>& b, Reduction r, bool grad, bo
       case LossId::DKDStd: cuda::dkd(params_for<DKDParams>(id == LossId::DKDStd), x, labels, r, out, ws, stream); break;
       case LossId::NKD: cuda::nkd(NKDParams{}, x, labels, r, out, ws, stream); break;
       case LossId::RLD: cuda::rld(RLDParams{}, x, labels, r, out, ws, stream); break;
-      case LossId::ReverseKL: cuda::launch_loss<ReverseKL>(ReverseKLParams{}, x, labels, r, out, ws, stream); break;
+      case LossId::ReverseKL: cuda::launch_loss<ReverseKL>(TokenKLParams{}, x, labels, r, out, ws, stream); break;
       case LossId::RLDStd: {
         RLDParams p;
         p.logit_standardization = true;

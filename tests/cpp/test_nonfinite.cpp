@@ -151,6 +151,7 @@ struct LossCase {
   std::string name;
   std::function<Result(const Rows&, Path)> run;
   bool uskd = false;
+  bool capped = false;  // a softcap: ±inf logits become ±c (c·tanh(x/c)), finite; NaN stays NaN
 };
 // Every row-local loss of the registry with its default parameters (a new loss is checked here without
 // an edit), the variants with other row programs, and USKD.
@@ -167,7 +168,11 @@ vector<LossCase> losses() {
   all.push_back({"nkd_tau2", [](const Rows& d, Path p) { return run_path<NKD>(NKDParams{2.0, 1.5}, d, p); }});
   all.push_back({"rld_std", [rld_std](const Rows& d, Path p) { return run_path<RLD>(rld_std, d, p); }});
   all.push_back({"kd_std", [kd_std](const Rows& d, Path p) { return run_path<KD>(kd_std, d, p); }});
-  all.push_back({"reverse_kl_tau2", [](const Rows& d, Path p) { return run_path<ReverseKL>(ReverseKLParams{2.0}, d, p); }});
+  all.push_back({"reverse_kl_tau2", [](const Rows& d, Path p) { return run_path<ReverseKL>(TokenKLParams{2.0}, d, p); }});
+  all.push_back({"forward_kl_cap_tau2", [](const Rows& d, Path p) { return run_path<ForwardKL>(TokenKLParams{2.0, true, 5.0}, d, p); }, false, true});
+  all.push_back({"reverse_kl_cap", [](const Rows& d, Path p) { return run_path<ReverseKL>(TokenKLParams{1.0, false, 3.0}, d, p); }, false, true});
+  all.push_back({"jsd_beta09_cap", [](const Rows& d, Path p) { return run_path<JSD>(JSDParams{0.9, 2.0, false, 4.0}, d, p); }, false, true});
+  all.push_back({"tvd_cap", [](const Rows& d, Path p) { return run_path<TVD>(TVDParams{0.5, 3.0}, d, p); }, false, true});
   all.push_back({"uskd", [](const Rows& d, Path p) { return run_uskd(USKDParams{}, d, p); }, true});
   return all;
 }
@@ -221,6 +226,7 @@ TEST(NonFinite, NanAndPosInfMakeTheRowNan) {
     for (int64_t C : {int64_t(5), int64_t(13)})
       for (double v : {std::numeric_limits<double>::quiet_NaN(), double(INFINITY)})
         for (Path p : paths()) {
+          if (l.capped && v > 0) continue;  // +inf is capped to c: CappedInfinitiesAreTheCap
           vector<Injection> where;
           const Rows d = inject(C, v, where);
           if (l.uskd) {  // one row at a time: the batch mean of p_s,y² spreads a student NaN to every row
@@ -280,12 +286,37 @@ TEST(NonFinite, AllNegInfRowIsNan) {
     for (int64_t C : {int64_t(5), int64_t(13)})
       for (bool teacher : {false, true})
         for (Path p : paths()) {
+          if (l.capped) continue;  // all −c: a uniform row (CappedInfinitiesAreTheCap)
           Rows d = base_rows(1, C, 3);
           for (auto& v : teacher ? d.t : d.s) v = -double(INFINITY);
           expect_row_nan(l.run(d, p), 0, C,
                          l.name + " " + path_name(p) + " all −inf " + (teacher ? "teacher" : "student") + " C " +
                              std::to_string(C));
         }
+}
+
+// With a softcap, ±inf logits are ±c, as c·tanh(x/c) gives (and the PyTorch reference): a finite,
+// nonnegative loss and a finite gradient, the same on every path as in fp64.
+TEST(NonFinite, CappedInfinitiesAreTheCap) {
+  for (const LossCase& l : losses()) {
+    if (!l.capped) continue;
+    for (int64_t C : {int64_t(5), int64_t(13)})
+      for (Path p : paths()) {
+        Rows d = base_rows(3, C, 7);
+        for (auto& v : d.t) v *= 0.5;
+        d.s[1] = INFINITY;                               // one +inf in row 0
+        for (int64_t j = 0; j < C; ++j) d.t[size_t(C + j)] = -double(INFINITY);  // an all −inf teacher row 1
+        d.s[size_t(2 * C)] = -double(INFINITY);          // one −inf in row 2
+        const Result r = l.run(d, p);
+        for (size_t k = 0; k < r.loss.size(); ++k)
+          EXPECT_TRUE(std::isfinite(r.loss[k]) && r.loss[k] >= 0) << l.name << " " << path_name(p) << " row " << k;
+        for (size_t k = 0; k < r.grad.size(); ++k) EXPECT_TRUE(std::isfinite(r.grad[k])) << l.name << " " << k;
+        const Result ref = l.run(d, Path::F64);
+        const double tol = p == Path::BF16 ? 0.1 : 1e-4;
+        for (size_t k = 0; k < r.loss.size(); ++k)
+          EXPECT_NEAR(r.loss[k], ref.loss[k], tol * std::max(1.0, std::abs(ref.loss[k]))) << l.name << " " << k;
+      }
+  }
 }
 
 // Item 3: logits near the float range (±3e38) never give a negative or −inf loss.

@@ -1,7 +1,8 @@
 // The row program's contract for what comes next (issue #14, docs/architecture.md), on every
 // row-local loss of the registry with its default parameters, so a new loss is covered without an edit:
 //   (a) a row's statistics, reduced over column shards separately and merged from outside before
-//       finalize (the vocab-parallel exchange), give the same loss and gradient as the whole row;
+//       finalize (the vocab-parallel exchange), and for a loss with a cross pass (JSD, TVD) its cross
+//       sums likewise before finish, give the same loss and gradient as the whole row;
 //   (b) the executor runs on a range of rows with caller-provided outputs, and the gradient may be
 //       written in place over the student logits (the fused linear head's chunk buffers).
 #include <gtest/gtest.h>
@@ -56,7 +57,14 @@ template <template <class> class Loss> void shard_merge_matches_whole_row(const 
       for (int64_t j = 0; j < cut; ++j) left.push(ctx, j, s[j], t[j]);
       for (int64_t j = cut; j < b.C; ++j) right.push(ctx, j, s[j], t[j]);
       left.merge(right);  // the exchange: shard 1's state merged into shard 0's
-      const typename L::Row r = L::finalize(ctx, left);
+      typename L::Row r = L::finalize(ctx, left);
+      if constexpr (has_cross_pass<L>::value) {  // JSD, TVD: the cross sums over the same shards, merged
+        typename L::Cross cl, cr;
+        for (int64_t j = 0; j < cut; ++j) cl.push(ctx, r, j, s[j], t[j]);
+        for (int64_t j = cut; j < b.C; ++j) cr.push(ctx, r, j, s[j], t[j]);
+        cl.merge(cr);
+        L::finish(ctx, r, cl);
+      }
       EXPECT_NEAR(r.loss, row_loss[size_t(i)], 1e-12 * std::max(1.0, std::fabs(row_loss[size_t(i)])))
           << name << " row " << i << " cut " << cut;
       for (int64_t j = 0; j < b.C; ++j)

@@ -77,6 +77,22 @@ CASES += [
     Case("reverse_kl_nolabels", fusedkd.reverse_kl_loss, reference.reverse_kl_loss, has_target=False, min_classes=1),
 ]
 
+# The token-level losses (docs/math_token.md): every op, β in the mixture's interior, a softcap, τ² and τ.
+CASES += [
+    Case("forward_kl", fusedkd.forward_kl_loss, reference.forward_kl_loss, min_classes=1),
+    Case("forward_kl_cap_tau2", fusedkd.forward_kl_loss, reference.forward_kl_loss, min_classes=1,
+         kwargs=dict(temperature=2.0, temperature_squared=True, softcap=4.0)),
+    Case("reverse_kl_cap", fusedkd.reverse_kl_loss, reference.reverse_kl_loss, min_classes=1,
+         kwargs=dict(temperature=0.5, softcap=3.0)),
+    Case("jsd", fusedkd.jsd_loss, reference.jsd_loss, min_classes=1),
+    Case("jsd_b01_t2", fusedkd.jsd_loss, reference.jsd_loss, min_classes=1, kwargs=dict(beta=0.1, temperature=2.0)),
+    Case("jsd_b09_cap_tau2", fusedkd.jsd_loss, reference.jsd_loss, min_classes=1,
+         kwargs=dict(beta=0.9, softcap=5.0, temperature_squared=True, temperature=0.5)),
+    Case("jsd_nolabels", fusedkd.jsd_loss, reference.jsd_loss, has_target=False, min_classes=1),
+    Case("tvd", fusedkd.tvd_loss, reference.tvd_loss, min_classes=1),
+    Case("tvd_cap_t2", fusedkd.tvd_loss, reference.tvd_loss, min_classes=1, kwargs=dict(temperature=2.0, softcap=3.0)),
+]
+
 CASE_IDS = [c.name for c in CASES]
 # The loss op behind each case (fusedkd._specs.LOSS_OPS: one line per op, naming its function).
 from fusedkd._specs import LOSS_OPS  # noqa: E402

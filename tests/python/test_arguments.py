@@ -41,6 +41,8 @@ REAL_IDS = [f"{c.name}-{p}" for c, p in REAL_CASES]
 @pytest.mark.parametrize(("case", "param"), REAL_CASES, ids=REAL_IDS)
 @pytest.mark.parametrize("bad", ["4", None, True, [4.0], 1j], ids=["str", "None", "bool", "list", "complex"])
 def test_real_hyper_parameters_reject_non_numbers(case, param, bad):
+    if param == "softcap" and bad is None:
+        pytest.skip("softcap=None is valid (no cap): test_token_losses.py checks softcap's values")
     _raises(TypeError, rf"{param} must be a real number", case.call, case.fused, case.inputs(3, 5), **{param: bad})
 
 
@@ -54,8 +56,9 @@ def test_real_hyper_parameter_tensor_that_requires_grad_is_an_error(case, param)
 @pytest.mark.parametrize(("case", "param"), REAL_CASES, ids=REAL_IDS)
 def test_real_hyper_parameters_accept_ints_numpy_and_plain_tensors(case, param):
     args = case.inputs(3, 5, dtype=torch.float64)
-    expected = case.call(case.fused, args, **{param: 2.0})
-    for value in [2, np.float32(2.0), np.float64(2.0), np.int64(2), torch.tensor(2.0), torch.tensor([2.0])]:
+    v = 1 if param == "beta" and case.fused is fusedkd.jsd_loss else 2  # JSD's β is in [0, 1]
+    expected = case.call(case.fused, args, **{param: float(v)})
+    for value in [v, np.float32(v), np.float64(v), np.int64(v), torch.tensor(float(v)), torch.tensor([float(v)])]:
         torch.testing.assert_close(case.call(case.fused, args, **{param: value}), expected, rtol=0, atol=0)
     _raises(TypeError, rf"{param} must be a number or a one-element tensor", case.call, case.fused, args,
             **{param: torch.tensor([2.0, 3.0])})
@@ -199,7 +202,7 @@ def test_uskd_soft_labels_checks_match_the_hard_label_path():
         ((s.detach().long(), w, None), r"student_logits must be float32, float16, bfloat16 or float64, got int64"),
         ((s[:, :5], w, None), r"weak_logits has shape \[4, 6\] but student_logits has shape \[4, 5\]"),
         ((s, w[:, :5], None), r"weak_logits has shape \[4, 5\] but student_logits has shape \[4, 6\]"),
-        ((s.detach().reshape(4, 2, 3), w, None), r"student_logits must be 2-D"),
+        ((s.detach().reshape(24), w, None), r"student_logits must have at least 2 dimensions"),
         ((s, w.detach().double(), None), r"float64 inputs must both be float64"),
         ((s[:, :1], w[:, :1], "C1"), r"at least 2 classes"),
     ]

@@ -24,9 +24,13 @@ def test_mismatched_shapes(case):
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_not_two_dimensional(case):
+    # [N, C] or token logits [..., C]: one dimension is an error; [4, 2, 3] against a [4, 6] second input is
+    # a shape mismatch naming both.
     args = case.inputs(4, 6)
-    args[0] = args[0].detach().reshape(4, 2, 3)
-    _raises(r"student_logits must be 2-D", case.call, case.fused, args)
+    args[0] = args[0].detach().reshape(24)
+    _raises(r"student_logits must have at least 2 dimensions \[\.\.\., C\], got 1", case.call, case.fused, args)
+    args[0] = args[0].reshape(4, 2, 3)
+    _raises(r"has shape \[4, 6\] but student_logits has shape \[4, 2, 3\]", case.call, case.fused, args)
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)

@@ -44,6 +44,7 @@ def test_generated_schema_equals_the_hand_written_one(name):
 def test_reverse_kl_schema_has_optional_labels():
     schema = str(ops.reverse_kl.default._schema)
     assert schema == ("fusedkd::reverse_kl(Tensor student, Tensor teacher, Tensor? labels, float temperature, "
+                      "bool temperature_squared, float softcap, "
                       "str reduction, int ignore_index, bool compute_grad, bool grad_private=False) "
                       "-> (Tensor loss, Tensor grad_student)")
     assert OP_ARGS["reverse_kl"].labels == "labels" and OP_ARGS["reverse_kl"].labels_optional

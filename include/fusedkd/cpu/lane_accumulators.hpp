@@ -117,6 +117,17 @@ template <int W> struct LaneLSEDot {
   }
 };
 
+// OnlineSum per lane.
+template <int W> struct LaneSum {
+  using V = FloatLanes<W>;
+  V v = V(0.0f);
+  FUSEDKD_LANES_INLINE void push(V x) { v += x; }
+  FUSEDKD_LANES_INLINE void merge_lanes(const LaneSum& o, int first) { v += select(lane_keep<W>(first), o.v, V(0.0f)); }
+  FUSEDKD_LANES_INLINE void reduce_into(OnlineSum<float>& into, int first = 0) const {
+    into.v += hsum(select(lane_keep<W>(first), v, V(0.0f)));
+  }
+};
+
 // Merges lanes [first, W) of one lane state into another over other columns (for StatsT::zip).
 struct MergeLanes {
   int first = 0;
@@ -140,6 +151,7 @@ namespace fusedkd {
 template <int W> struct Accumulators<cpu::FloatLanes<W>> {
   using LSE = cpu::LaneLSE<W>;
   using LSEDot = cpu::LaneLSEDot<W>;
+  using Sum = cpu::LaneSum<W>;
 };
 }  // namespace fusedkd
 

@@ -19,10 +19,10 @@ namespace fusedkd::cpu {
 template <template <class> class Loss, class Params, class TS, class TT, class TL, class A, class TG>
 void loss_rows(const Params& params, const LogitsView<TS, TT>& x, const LabelsView<TL>& labels,
                const RowOutputs<A, TG>& out, std::int64_t row_begin, std::int64_t row_end) {
-  if (standardizes(params))
-    standardized_rows<Loss>(params, x, labels, out, row_begin, row_end);
-  else
-    run_rows<Loss>(params, x, labels, out, row_begin, row_end);
+  if constexpr (has_logit_standardization<Params>::value) {
+    if (standardizes(params)) return standardized_rows<Loss>(params, x, labels, out, row_begin, row_end);
+  }
+  run_rows<Loss>(params, x, labels, out, row_begin, row_end);
 }
 
 // The whole loss on one thread: validates parameters, shape and labels, counts rows, runs every

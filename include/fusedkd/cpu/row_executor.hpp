@@ -1,5 +1,6 @@
-// CPU executor for the row-local losses (KD, DKD, NKD, RLD) on raw logits:
-// per row, one pass gathers the loss's streaming statistics, then one pass writes ∂ℓ/∂s.
+// CPU executor for the row-local losses on raw logits: per row, one pass gathers the loss's
+// streaming statistics, a loss with a cross pass (cross_pass.hpp) makes its second pass, then one
+// pass writes ∂ℓ/∂s.
 #pragma once
 
 #include <cstdint>
@@ -7,6 +8,7 @@
 #include <vector>
 
 #include "../batch.hpp"
+#include "../cross_pass.hpp"
 #include "../numeric.hpp"
 #include "../reduction.hpp"
 #include "../row.hpp"
@@ -75,7 +77,13 @@ void run_rows_scalar(const Params& params, const LogitsView<TS, TT>& x, const La
     const typename L::Stats st = reduce_columns<typename L::Stats>(C, [&](typename L::Stats& part, std::int64_t j) {
       part.push(ctx, j, A(to_acc(s[j])), t ? A(to_acc(t[j])) : A(0));
     });
-    const typename L::Row r = L::finalize(ctx, st);
+    typename L::Row r = L::finalize(ctx, st);
+    if constexpr (has_cross_pass<L>::value) {
+      using Cross = typename L::Cross;
+      L::finish(ctx, r, reduce_columns<Cross>(C, [&](Cross& part, std::int64_t j) {
+        part.push(ctx, r, j, A(to_acc(s[j])), t ? A(to_acc(t[j])) : A(0));
+      }));
+    }
     if (out.row_loss) out.row_loss[i] = r.loss;
     if (g)
       for (std::int64_t j = 0; j < C; ++j)

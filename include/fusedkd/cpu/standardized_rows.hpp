@@ -40,6 +40,7 @@ void run_rows_standardized(const Params& params, const LogitsView<TS, TT>& x, co
                            A eps = A(kStandardizeEps)) {
   using L = Loss<A>;
   static_assert(L::uses_teacher, "run_rows_standardized standardizes a student/teacher pair");
+  static_assert(!has_cross_pass<L>::value, "the standardized rows make no cross pass");
   const std::int64_t C = x.cols;
   detail::for_each_counted_row(x, labels, out, row_begin, row_end, [&](std::int64_t i, const TS* s, const TT* t, TG* g) {
     const RowMoments<A> ms = reduce_columns<RowMoments<A>>(C, [&](RowMoments<A>& m, std::int64_t j) {  // pass 1

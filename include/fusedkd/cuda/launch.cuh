@@ -87,7 +87,7 @@ inline WorkspaceLayout row_local_layout(std::int64_t rows, std::int64_t cols, bo
   using Stats = typename Loss<A>::Stats;
   const RowPlan plan = plan_row_local(cols, VecWidth<TS, TT>::K);
   const bool split = plan.config == RowConfig::Split;
-  const std::size_t partial = standardized ? sizeof(StandardizedPartial<Stats, A>) : sizeof(Stats);
+  const std::size_t partial = standardized ? sizeof(StandardizedPartial<Stats, A>) : sizeof(SplitPartial<Loss<A>>);
   return make_layout(rows, sizeof(A), split ? partial : 0, split ? plan.splits : 0, 0);
 }
 
@@ -168,6 +168,10 @@ void launch_row_local(const Params& params, const LogitsView<TS, TT>& x, const D
           launch_kernel<SplitKernelTraits::kThreads>("row_split_stats_kernel",
                                                      &row_split_stats_kernel<Loss, Params, TS, TT, A>, grid, threads,
                                                      stream, params, a);
+          if constexpr (has_cross_pass<L>::value)
+            launch_kernel<SplitKernelTraits::kThreads>("row_split_cross_kernel",
+                                                       &row_split_cross_kernel<Loss, Params, TS, TT, A>, grid, threads,
+                                                       stream, params, a);
           launch_kernel<SplitKernelTraits::kThreads>("row_split_grad_kernel",
                                                      &row_split_grad_kernel<Loss, Params, TS, TT, A>, grad_grid,
                                                      threads, stream, params, a);
@@ -204,10 +208,10 @@ void launch_row_local(const Params& params, const LogitsView<TS, TT>& x, const D
 template <template <class> class Loss, class Params, class TS, class TT>
 void launch_loss(const Params& p, const LogitsView<TS, TT>& x, const DeviceLabels& labels, Reduction r,
                  const DeviceOutputs<acc_t<TS>, grad_t<TS>>& out, const Workspace& ws, cudaStream_t stream) {
-  if (standardizes(p))
-    launch_row_local<Loss, true>(p, x, labels, r, out, ws, stream);
-  else
-    launch_row_local<Loss, false>(p, x, labels, r, out, ws, stream);
+  if constexpr (has_logit_standardization<Params>::value) {
+    if (standardizes(p)) return launch_row_local<Loss, true>(p, x, labels, r, out, ws, stream);
+  }
+  launch_row_local<Loss, false>(p, x, labels, r, out, ws, stream);
 }
 
 template <class TS, class TT>

@@ -4,7 +4,8 @@
 //   grad(ctx, row, j, s_j, t_j) -> ∂ℓ/∂s_j.
 // Each row: gather s_y / t_y, one pass of Stats::push over the columns, a reduction of the Stats
 // (shuffles within a group of lanes, or across the block, or across chunk-blocks through the
-// workspace), finalize, then one pass writing scale · grad. The CPU executor
+// workspace), finalize, for a loss with a cross pass (cross_pass.hpp) a second pass reduced the
+// same way and finish, then one pass writing scale · grad. The CPU executor
 // (cpu/row_executor.hpp) does the same per row, so results agree up to summation order.
 //
 // Row kinds: a row whose label is ignore_index gets loss 0 and gradient 0; a row whose label is
@@ -17,6 +18,7 @@
 #include <cstdint>
 
 #include "../batch.hpp"
+#include "../cross_pass.hpp"
 #include "../numeric.hpp"
 #include "../row.hpp"
 #include "../standardize.hpp"
@@ -158,7 +160,13 @@ __device__ __forceinline__ void row_local_full(const Params& params, const RowLo
   typename L::Stats st;
   if (active) for_cols<K, A>(s, t, 0, C, w.lane, w.width, vec, [&](long long j, A sj, A tj) { st.push(ctx, j, sj, tj); });
   st = w.all_reduce(st);
-  const typename L::Row r = L::finalize(ctx, st);
+  typename L::Row r = L::finalize(ctx, st);
+  if constexpr (has_cross_pass<L>::value) {  // the second statistics pass (cross_pass.hpp)
+    typename L::Cross cross;
+    if (active)
+      for_cols<K, A>(s, t, 0, C, w.lane, w.width, vec, [&](long long j, A sj, A tj) { cross.push(ctx, r, j, sj, tj); });
+    L::finish(ctx, r, w.all_reduce(cross));
+  }
   if (kind == RowKind::Absent) return;
   if (w.lane == 0) a.row_loss[i] = active ? r.loss : constant_for<A>(kind);
   if (a.grad == nullptr) return;
@@ -188,6 +196,7 @@ template <template <class> class Loss, class Params, class TS, class TT, class A
 __device__ __forceinline__ void row_local_standardized(const Params& params, const RowLocalArgs<TS, TT, A>& a,
                                                        std::int64_t i, const Worker& w) {
   using L = Loss<A>;
+  static_assert(!has_cross_pass<L>::value, "the standardized rows make no cross pass");
   constexpr int K = VecWidth<TS, TT>::K;
   const bool vec = a.vec != 0;
   long long y;
@@ -269,7 +278,8 @@ template <template <class> class Loss, class Params, class TS, class TT, class A
 __global__ void __launch_bounds__(BlockKernelTraits::kMaxThreads)
     row_block_kernel(const Params params, const RowLocalArgs<TS, TT, A> a) {
   using Stats = typename Loss<A>::Stats;
-  using Storage = BlockReduceStorage<MaxSize<sizeof(Stats), StandardizedReduceSize<A>::value>::value>;
+  constexpr std::size_t kStatsBytes = MaxSize<sizeof(Stats), sizeof(cross_t<Loss<A>>)>::value;
+  using Storage = BlockReduceStorage<MaxSize<kStatsBytes, StandardizedReduceSize<A>::value>::value>;
   FUSEDKD_SHARED(storage, Storage);
   const BlockWorker<Storage> w{int(threadIdx.x), int(blockDim.x), &storage};
   const std::int64_t i = blockIdx.x;
@@ -279,8 +289,34 @@ __global__ void __launch_bounds__(BlockKernelTraits::kMaxThreads)
     row_local_full<Loss>(params, a, i, w);
 }
 
+// What a Split row keeps per chunk: the Stats of its columns, and the cross sums of a loss with a
+// cross pass (NoCross otherwise).
+template <class L> struct SplitPartial {
+  typename L::Stats stats;
+  cross_t<L> cross;
+};
+
+// The columns [c0, c1) of chunk blockIdx.y of a Split row.
+struct SplitChunk {
+  std::int64_t c0, c1;
+  template <class Args> __device__ __forceinline__ explicit SplitChunk(const Args& a)
+      : c0(std::int64_t(blockIdx.y) * a.chunk), c1(c0 + a.chunk < a.cols ? c0 + a.chunk : a.cols) {}
+};
+
+// The row's Stats: its partials merged in chunk order (every thread identically).
+template <class L> __device__ __forceinline__ typename L::Stats merged_stats(const SplitPartial<L>* part, int splits) {
+  typename L::Stats st = part[0].stats;
+  for (int k = 1; k < splits; ++k) st.merge(part[k].stats);
+  return st;
+}
+template <class L> __device__ __forceinline__ cross_t<L> merged_cross(const SplitPartial<L>* part, int splits) {
+  cross_t<L> x = part[0].cross;
+  for (int k = 1; k < splits; ++k) x.merge(part[k].cross);
+  return x;
+}
+
 // Split, step 1: block (row i = blockIdx.x, chunk blockIdx.y) reduces its chunk's Stats into
-// partials[i * splits + chunk].
+// partials[i * splits + chunk].stats.
 template <template <class> class Loss, class Params, class TS, class TT, class A>
 __global__ void __launch_bounds__(SplitKernelTraits::kThreads)
     row_split_stats_kernel(const Params params, const RowLocalArgs<TS, TT, A> a) {
@@ -289,53 +325,76 @@ __global__ void __launch_bounds__(SplitKernelTraits::kThreads)
   constexpr int K = VecWidth<TS, TT>::K;
   FUSEDKD_SHARED(storage, BlockReduceStorage<sizeof(Stats)>);
   const std::int64_t i = blockIdx.x;
-  const int split = int(blockIdx.y);
+  const SplitChunk chunk(a);
   long long y;
   const RowKind kind = classify_row<L::uses_label>(a.labels, a.labels_int32, a.ignore_index, a.rows, a.cols, i, y);
   if (kind != RowKind::Normal) return;  // uniform over the block; the gradient kernel handles such rows
   const TS* s = a.s + i * a.s_stride;
   const TT* t = a.t + i * a.t_stride;
   const typename L::Context ctx(params, gather_row_input<A>(s, t, y));
-  const std::int64_t c0 = std::int64_t(split) * a.chunk;
-  const std::int64_t c1 = c0 + a.chunk < a.cols ? c0 + a.chunk : a.cols;
   Stats st;
-  for_cols<K, A>(s, t, c0, c1, int(threadIdx.x), int(blockDim.x), a.vec != 0,
+  for_cols<K, A>(s, t, chunk.c0, chunk.c1, int(threadIdx.x), int(blockDim.x), a.vec != 0,
                  [&](long long j, A sj, A tj) { st.push(ctx, j, sj, tj); });
   st = block_all_reduce(st, storage);
-  if (threadIdx.x == 0) static_cast<Stats*>(a.partials)[i * a.splits + split] = st;
+  if (threadIdx.x == 0) static_cast<SplitPartial<L>*>(a.partials)[i * a.splits + blockIdx.y].stats = st;
 }
 
-// Split, step 2: merge the row's partials in chunk order (every thread, identically), finalize,
-// write the row loss (chunk 0) and the chunk's gradient.
+// Split, step 2 of a loss with a cross pass (cross_pass.hpp): merge the row's Stats, finalize,
+// reduce the chunk's cross sums into partials[i * splits + chunk].cross.
+template <template <class> class Loss, class Params, class TS, class TT, class A>
+__global__ void __launch_bounds__(SplitKernelTraits::kThreads)
+    row_split_cross_kernel(const Params params, const RowLocalArgs<TS, TT, A> a) {
+  using L = Loss<A>;
+  using Cross = typename L::Cross;
+  constexpr int K = VecWidth<TS, TT>::K;
+  FUSEDKD_SHARED(storage, BlockReduceStorage<sizeof(Cross)>);
+  const std::int64_t i = blockIdx.x;
+  const SplitChunk chunk(a);
+  long long y;
+  const RowKind kind = classify_row<L::uses_label>(a.labels, a.labels_int32, a.ignore_index, a.rows, a.cols, i, y);
+  if (kind != RowKind::Normal) return;
+  const TS* s = a.s + i * a.s_stride;
+  const TT* t = a.t + i * a.t_stride;
+  const typename L::Context ctx(params, gather_row_input<A>(s, t, y));
+  SplitPartial<L>* part = static_cast<SplitPartial<L>*>(a.partials) + i * a.splits;
+  const typename L::Row r = L::finalize(ctx, merged_stats<L>(part, a.splits));
+  Cross x;
+  for_cols<K, A>(s, t, chunk.c0, chunk.c1, int(threadIdx.x), int(blockDim.x), a.vec != 0,
+                 [&](long long j, A sj, A tj) { x.push(ctx, r, j, sj, tj); });
+  x = block_all_reduce(x, storage);
+  if (threadIdx.x == 0) part[blockIdx.y].cross = x;
+}
+
+// Split, last step: merge the row's partials in chunk order (every thread, identically), finalize
+// (and finish, after a cross pass), write the row loss (chunk 0) and the chunk's gradient.
 template <template <class> class Loss, class Params, class TS, class TT, class A>
 __global__ void __launch_bounds__(SplitKernelTraits::kThreads)
     row_split_grad_kernel(const Params params, const RowLocalArgs<TS, TT, A> a) {
   using L = Loss<A>;
-  using Stats = typename L::Stats;
   constexpr int K = VecWidth<TS, TT>::K;
   const std::int64_t i = blockIdx.x;
   const int split = int(blockIdx.y);
-  const std::int64_t c0 = std::int64_t(split) * a.chunk;
-  const std::int64_t c1 = c0 + a.chunk < a.cols ? c0 + a.chunk : a.cols;
+  const SplitChunk chunk(a);
   const bool vec = a.vec != 0;
   long long y;
   const RowKind kind = classify_row<L::uses_label>(a.labels, a.labels_int32, a.ignore_index, a.rows, a.cols, i, y);
   if (kind != RowKind::Normal) {
     if (split == 0 && threadIdx.x == 0) a.row_loss[i] = constant_for<A>(kind);
-    if (a.grad) fill_cols<K>(a.grad + i * a.g_stride, c0, c1, int(threadIdx.x), int(blockDim.x), vec, constant_for<A>(kind));
+    if (a.grad)
+      fill_cols<K>(a.grad + i * a.g_stride, chunk.c0, chunk.c1, int(threadIdx.x), int(blockDim.x), vec,
+                   constant_for<A>(kind));
     return;
   }
   const TS* s = a.s + i * a.s_stride;
   const TT* t = a.t + i * a.t_stride;
   const typename L::Context ctx(params, gather_row_input<A>(s, t, y));
-  const Stats* part = static_cast<const Stats*>(a.partials) + i * a.splits;
-  Stats st = part[0];
-  for (int k = 1; k < a.splits; ++k) st.merge(part[k]);
-  const typename L::Row r = L::finalize(ctx, st);
+  const SplitPartial<L>* part = static_cast<const SplitPartial<L>*>(a.partials) + i * a.splits;
+  typename L::Row r = L::finalize(ctx, merged_stats<L>(part, a.splits));
+  if constexpr (has_cross_pass<L>::value) L::finish(ctx, r, merged_cross<L>(part, a.splits));
   if (split == 0 && threadIdx.x == 0) a.row_loss[i] = r.loss;
   if (a.grad == nullptr) return;
   const A scale = grad_scale(a);
-  for_cols_write<K, A>(s, t, a.grad + i * a.g_stride, c0, c1, int(threadIdx.x), int(blockDim.x), vec,
+  for_cols_write<K, A>(s, t, a.grad + i * a.g_stride, chunk.c0, chunk.c1, int(threadIdx.x), int(blockDim.x), vec,
                        [&](long long j, A sj, A tj) { return scale * L::grad(ctx, r, j, sj, tj); });
 }
 
