@@ -1,4 +1,5 @@
-// Google Benchmark of the header-only CPU executor (single thread): every loss, fp32 and bf16,
+// Google Benchmark of the header-only CPU executor (single thread): every loss (the token losses
+// through the registry's run_loss), fp32 and bf16,
 // vision and vocabulary shapes; and the backward's gradient scaling (scale_rows). Reports bytes moved as read student + read teacher (or weak) +
 // write gradient, once each, so bytes_per_second is the effective bandwidth.
 #include <benchmark/benchmark.h>
@@ -106,6 +107,29 @@ FUSEDKD_BENCH(RLD, "rld");
 FUSEDKD_BENCH(RLDStd, "rld_std");
 FUSEDKD_BENCH(USKD, "uskd");
 #undef FUSEDKD_BENCH
+
+// The losses reached only through the registry's generic entry point (run_loss), with their default
+// parameters and, for JSD, a softcap of 30 (the extra tanh per element).
+template <class T, template <class> class L, bool kSoftcap = false> void BM_registry(benchmark::State& state) {
+  typename L<float>::Params p{};
+  if constexpr (kSoftcap) p.softcap = 30.0;
+  Inputs<T> in(state.range(0), state.range(1));
+  for (auto _ : state) {
+    auto v = fusedkd::cpu::run_loss<L>(p, in.logits(), in.labels(), Reduction::BatchMean, in.outputs());
+    benchmark::DoNotOptimize(v);
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, in);
+}
+#define FUSEDKD_BENCH_REGISTRY(name, ...)                                                          \
+  BENCHMARK(BM_registry<float, __VA_ARGS__>)->Name(name "/f32")->Apply(shapes);                     \
+  BENCHMARK(BM_registry<bf16, __VA_ARGS__>)->Name(name "/bf16")->Apply(shapes)
+FUSEDKD_BENCH_REGISTRY("forward_kl", fusedkd::ForwardKL);
+FUSEDKD_BENCH_REGISTRY("reverse_kl", fusedkd::ReverseKL);
+FUSEDKD_BENCH_REGISTRY("jsd", fusedkd::JSD);
+FUSEDKD_BENCH_REGISTRY("tvd", fusedkd::TVD);
+FUSEDKD_BENCH_REGISTRY("jsd_softcap", fusedkd::JSD, true);
+#undef FUSEDKD_BENCH_REGISTRY
 BENCHMARK(BM_scale_rows<float>)->Name("scale_rows/f32")->Apply(shapes);
 BENCHMARK(BM_scale_rows<bf16>)->Name("scale_rows/bf16")->Apply(shapes);
 

@@ -602,8 +602,8 @@ INSTANTIATE_TEST_SUITE_P(Losses, CudaLoss,
 // Every row-local loss of the registry with its default parameters, on the Group, Block and Split
 // plans, against the CPU executor: a new loss is covered here without an edit (the grid above and
 // the Losses suite list their cases by hand).
-template <template <class> class Loss> void registry_loss_matches_cpu(const char* name) {
-  using P = typename Loss<float>::Params;
+template <template <class> class Loss>
+void registry_loss_matches_cpu(const char* name, const typename Loss<float>::Params& params = {}) {
   for (int64_t C : {int64_t(100), int64_t(3000), int64_t(20000)}) {
     SCOPED_TRACE(std::string(name) + " C " + std::to_string(C));
     const int64_t N = 5;
@@ -611,16 +611,16 @@ template <template <class> class Loss> void registry_loss_matches_cpu(const char
     vector<float> row_loss(static_cast<size_t>(N)), g(static_cast<size_t>(N * C));
     const LogitsView<float, float> x{b.s.data(), C, b.t.data(), C, N, C};
     const LabelsView<int64_t> labels{b.y.data(), -100};
-    const float cpu_loss = cpu::run_loss<Loss>(P{}, x, labels, Reduction::BatchMean,
+    const float cpu_loss = cpu::run_loss<Loss>(params, x, labels, Reduction::BatchMean,
                                                RowOutputs<float, float>{row_loss.data(), g.data(), C});
     DevBuf ds(b.s.size() * 4), dt(b.t.size() * 4), dy(size_t(N) * 8), dloss(4), dg(size_t(N * C) * 4);
     upload(ds, b.s);
     upload(dt, b.t);
     upload(dy, b.y);
-    const size_t ws_bytes = cuda::row_local_workspace_size<Loss, float, float>(N, C, standardizes(P{}));
+    const size_t ws_bytes = cuda::row_local_workspace_size<Loss, float, float>(N, C, standardizes(params));
     DevBuf dws(ws_bytes);
     const LogitsView<float, float> xd{ds.as<float>(), C, dt.as<float>(), C, N, C};
-    cuda::launch_loss<Loss>(P{}, xd, cuda::DeviceLabels{dy.p, false, -100}, Reduction::BatchMean,
+    cuda::launch_loss<Loss>(params, xd, cuda::DeviceLabels{dy.p, false, -100}, Reduction::BatchMean,
                             cuda::DeviceOutputs<float, float>{dloss.as<float>(), dg.as<float>(), C},
                             cuda::Workspace{dws.p, ws_bytes}, nullptr);
     CUDA_OK(cudaDeviceSynchronize());
@@ -637,6 +637,18 @@ template <template <class> class Loss> void registry_loss_matches_cpu(const char
   }
 FUSEDKD_ROW_LOCAL_LOSSES(FUSEDKD_REGISTRY_CUDA_TEST)
 #undef FUSEDKD_REGISTRY_CUDA_TEST
+
+// The token losses with a softcap, a temperature and τ², and JSD at its two ends (the forward / reverse
+// KL branches inside the JSD op) and near them, on every plan (the cross pass of Group, Block and Split).
+TEST(Registry, TokenLossVariantsMatchTheCpuExecutorOnEveryPlan) {
+  SKIP_WITHOUT_GPU();
+  registry_loss_matches_cpu<ForwardKL>("ForwardKL tau2 cap", TokenKLParams{2.0, true, 5.0});
+  registry_loss_matches_cpu<ReverseKL>("ReverseKL cap", TokenKLParams{0.5, false, 3.0});
+  for (double beta : {0.0, 0.1, 0.9, 1.0})
+    registry_loss_matches_cpu<JSD>("JSD", JSDParams{beta, 2.0, false, 4.0});
+  registry_loss_matches_cpu<JSD>("JSD tau2", JSDParams{0.5, 0.5, true, 0.0});
+  registry_loss_matches_cpu<TVD>("TVD cap", TVDParams{0.5, 3.0});
+}
 
 TEST(CudaHostChecks, TooSmallWorkspaceThrows) {
   const LogitsView<float, float> x{reinterpret_cast<const float*>(256), 10, reinterpret_cast<const float*>(512), 10, 4, 10};
