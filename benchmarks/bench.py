@@ -13,7 +13,11 @@ Method
 - Variants: ``fused`` (fusedkd.*_loss), ``eager`` (fusedkd.reference.*_loss), ``compile``
   (torch.compile(reference, dynamic=False); compile time excluded and reported separately);
   on CUDA also ``graph`` (the eager reference captured in a CUDA graph, replayed) and ``liger``
-  (Liger-Kernel's KL-div loss for KD, when ``liger_kernel`` imports).
+  (Liger-Kernel's KL-div loss for KD, its JSD for forward / reverse KL and JSD, its TVD; when
+  ``liger_kernel`` imports); for the token losses ``trl`` / ``trl_compile`` (TRL's
+  ``generalized_jsd_loss``, eager and compiled, when ``trl`` imports).
+- LLM shapes (--shapes llm, or --llm): N ∈ {4096, 16384} tokens × V ∈ {32000, 128256, 151936}; on the
+  CPU trimmed to N·V ≤ --max-elements (2^23 by default; the issue's CPU bound is about 2^26).
 - CPU: warm-up, then ``time.perf_counter`` per run, fixed thread count (--threads).
   CUDA: warm-up, CUDA events per run, a 256 MB buffer written before each run (outside the timed
   region) to flush L2 on large shapes, ``torch.cuda.max_memory_allocated`` above the inputs per
@@ -64,6 +68,8 @@ LOSSES = {k: f for k, (fn, f) in _ALL_LOSSES.items() if hasattr(fusedkd, fn) and
 
 VISION = [(n, c) for n in (128, 1024, 4096) for c in (100, 1000, 21843)]
 LLM = [(n, c) for n in (4096, 16384) for c in (32000, 128256, 151936)]
+# The LLM shapes a 2-core CPU allows (N·V up to about 2^26), in place of LLM there.
+LLM_CPU = [(512, 32000), (2048, 32000), (512, 128256)]
 QUICK = [(128, 100), (1024, 100), (128, 1000), (1024, 1000)]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -183,14 +189,60 @@ def variants(name, s, t, w, y, args, notes):
                 ).backward()
             except Exception as e:  # noqa: BLE001 - Liger is optional
                 notes.add(f"Liger-Kernel not measured ({type(e).__name__}: {str(e).splitlines()[0][:80]})")
+    out.update(anchors(name, s, t, y, args, notes))
     s.grad = None
     if w is not None:
         w.grad = None
     return out, compile_s
 
 
+# The token losses' β in TRL's generalized_jsd_loss (and Liger's JSD, same convention), at the defaults
+# the fused functions have.
+_TRL_BETA = {"forward_kl": 0.0, "reverse_kl": 1.0, "jsd": 0.5}
+
+
+def anchors(name, s, t, y, args, notes):
+    """The other libraries' implementations of the same loss, where they import: TRL's
+    ``generalized_jsd_loss`` (eager and compiled) for forward / reverse KL and JSD, Liger-Kernel's JSD and
+    TVD (Triton: CUDA only; they take log-probabilities / probabilities, so the softmaxes are timed too)."""
+    out = {}
+    if name in _TRL_BETA:
+        try:
+            from trl.experimental.gkd import GKDTrainer
+
+            jsd, beta = GKDTrainer.generalized_jsd_loss, _TRL_BETA[name]
+            out["trl"] = lambda: jsd(s, t, labels=y, beta=beta).backward()
+            if args.compile_now:
+                compiled = torch.compile(lambda s, t, y: jsd(s, t, labels=y, beta=beta), dynamic=False)
+                compiled(s, t, y).backward()
+                out["trl_compile"] = lambda: compiled(s, t, y).backward()
+        except Exception as e:  # noqa: BLE001 - TRL is optional
+            notes.add(f"TRL's generalized_jsd_loss not measured ({type(e).__name__}: {str(e).splitlines()[0][:80]})")
+    if args.device == "cuda" and name in ("jsd", "forward_kl", "reverse_kl", "tvd"):
+        try:
+            from liger_kernel.transformers import LigerJSD, LigerTVDLoss
+
+            rows = (-1, s.shape[-1])
+            if name == "tvd":
+                tvd = LigerTVDLoss(reduction="batchmean")
+                out["liger"] = lambda: tvd(torch.softmax(s.float().view(rows), -1),
+                                           torch.softmax(t.float().view(rows), -1), y.view(-1)).backward()
+            else:
+                ljsd = LigerJSD(beta=_TRL_BETA[name])
+                out["liger"] = lambda: ljsd(torch.log_softmax(s.float().view(rows), -1),
+                                            torch.log_softmax(t.float().view(rows), -1), y.view(-1)).backward()
+        except Exception as e:  # noqa: BLE001 - Liger is optional
+            notes.add(f"Liger-Kernel {name} not measured ({type(e).__name__}: {str(e).splitlines()[0][:80]})")
+    return out
+
+
 def shapes_for(args, notes):
-    shapes = {"quick": QUICK, "vision": VISION, "llm": LLM, "all": VISION + LLM}[args.shapes]
+    llm = LLM
+    if args.device == "cpu" and args.shapes in ("llm", "all"):
+        llm = LLM_CPU
+        notes.add("CPU: the LLM shapes are " + ", ".join(f"{n}×{c}" for n, c in LLM_CPU)
+                  + " (N·V ≤ about 2^26), not the GPU's 4096/16384 × 32000/128256/151936")
+    shapes = {"quick": QUICK, "vision": VISION, "llm": llm, "all": VISION + llm}[args.shapes]
     if args.max_elements and args.device == "cpu":
         skipped = [sh for sh in shapes if sh[0] * sh[1] > args.max_elements]
         if skipped:
@@ -254,10 +306,11 @@ def markdown(rows, dtype_name, args, notes):
     by = {(r["loss"], r["N"], r["C"], r["variant"]): r for r in rows}
     order = {n: i for i, n in enumerate(_ALL_LOSSES)}
     keys = sorted({(r["loss"], r["N"], r["C"]) for r in rows}, key=lambda k: (order[k[0]], k[1], k[2]))
-    extra = [v for v in ("graph", "liger") if any(r["variant"] == v for r in rows)]
+    extra = [v for v in ("graph", "liger", "trl", "trl_compile") if any(r["variant"] == v for r in rows)]
     cuda = args.device == "cuda"
     head = ["loss", "N", "C", "fused", "eager ref", "compile(ref)"] + [{"graph": "eager in CUDA graph",
-            "liger": "Liger KLDiv"}[v] for v in extra] + ["fused vs eager", "fused vs compile", "fused GB/s",
+            "liger": "Liger (KLDiv / JSD / TVD)", "trl": "TRL generalized_jsd_loss",
+            "trl_compile": "compile(TRL)"}[v] for v in extra] + ["fused vs eager", "fused vs compile", "fused GB/s",
             "torch.add GB/s", "fused BW / torch.add BW"] + (["kernels fused/eager/compile", "peak MiB fused/eager"] if cuda else [])
     lines = [
         f"Device: {describe(args.device)}; dtype {dtype_name}; torch {torch.__version__}; {time.strftime('%Y-%m-%d')}. "
