@@ -1,5 +1,6 @@
 // Op schemas of the fusedkd torch library (stable ABI): one per loss of the registry
-// (include/fusedkd/registry.hpp), generated from its descriptor (schema.hpp), and scale_grad_.
+// (include/fusedkd/registry.hpp), generated from its descriptor (schema.hpp), top-k KD (its sparse
+// teacher has its own layout: topk_op.hpp), and scale_grad_.
 //
 // Every loss op computes the reduced loss and, when compute_grad is true, ∂loss/∂student for
 // an upstream gradient of 1 in the same pass (written in the student's dtype, float32 for a float16
@@ -24,12 +25,14 @@
 #include <fusedkd/registry.hpp>
 
 #include "schema.hpp"
+#include "topk_op.hpp"
 
 STABLE_TORCH_LIBRARY(fusedkd, m) {
 #define FUSEDKD_DEF_LOSS(L) m.def(fusedkd::binding::loss_schema<fusedkd::L>().c_str());
   FUSEDKD_ROW_LOCAL_LOSSES(FUSEDKD_DEF_LOSS)
   FUSEDKD_BATCH_LOSSES(FUSEDKD_DEF_LOSS)
 #undef FUSEDKD_DEF_LOSS
+  m.def(fusedkd::binding::topk_kd_schema().c_str());
   m.def("scale_grad_(Tensor(a!) grad, Tensor grad_output) -> ()");
 }
 

@@ -20,6 +20,7 @@
 #include "../cuda_api/api.hpp"
 #include "checks.hpp"
 #include "loss_op.hpp"
+#include "topk_op.hpp"
 
 namespace fusedkd::binding {
 namespace {
@@ -128,6 +129,60 @@ struct CudaLoss {
   }
 };
 
+// fusedkd::topk_kd: a TopKCall over (student, teacher log-probabilities, indices, optional labels).
+// Indices stay on the device: one outside [0, V) makes its row NaN; duplicates are not detected.
+struct CudaTopK {
+  static std::tuple<Tensor, Tensor> run(const TopKArgs& a) {
+    check_cuda_tensor(a.student, "student_logits");
+    check_same_cuda_device(a.student, a.logprobs, "teacher_topk_logprobs");
+    check_same_cuda_device(a.student, a.indices, "teacher_topk_indices");
+    if (a.labels) check_same_cuda_device(a.student, *a.labels, "labels");
+    torch::stable::accelerator::DeviceGuard guard(a.student.get_device_index());
+    const Tensor student = topk_rows_of(a.student);
+    const Tensor logprobs = topk_rows_of(a.logprobs);
+    const Tensor indices = topk_rows_of(a.indices);
+    const int64_t N = student.size(0), V = student.size(1), k = logprobs.size(1);
+    Tensor loss = new_loss(student, a.reduction);
+    Tensor grad = new_grad(student, a.compute_grad);
+    kernels::TopKCall c;
+    c.rows = N;
+    c.cols = V;
+    c.k = k;
+    c.student = student.data_ptr();
+    c.student_dtype = dtype_of(student);
+    c.student_row_stride = N > 0 ? student.stride(0) : V;
+    c.logprobs = logprobs.data_ptr();
+    c.logprobs_row_stride = N > 0 ? logprobs.stride(0) : k;
+    c.indices = indices.data_ptr();
+    c.indices_int32 = indices.scalar_type() == ScalarType::Int;
+    c.indices_row_stride = N > 0 ? indices.stride(0) : k;
+    Tensor labels = student;  // placeholder when there are no labels
+    if (a.labels) {
+      labels = contiguous_1d(*a.labels);
+      c.labels = labels.data_ptr();
+      c.labels_int32 = labels.scalar_type() == ScalarType::Int;
+      c.ignore_index = a.ignore_index;
+    }
+    c.reduction = a.reduction;
+    c.loss = loss.data_ptr();
+    if (a.compute_grad) {
+      c.grad = grad.data_ptr();
+      c.grad_row_stride = V;
+    }
+    c.stream = current_cuda_stream(student.get_device_index());
+    try {
+      const std::size_t ws_bytes = kernels::topk_kd_workspace_size(a.params, c);
+      Tensor workspace = torch::stable::new_empty(student, {int64_t(ws_bytes)}, ScalarType::Byte);
+      c.workspace = workspace.data_ptr();
+      c.workspace_bytes = ws_bytes;
+      kernels::topk_kd(a.params, c);
+    } catch (const Error& e) {
+      fail(user_message(e));
+    }
+    return {loss, grad};
+  }
+};
+
 void scale_grad_cuda(Tensor grad, Tensor grad_output) {
   check_cuda_tensor(grad, "grad");
   check_scale_args(grad, grad_output);
@@ -156,5 +211,6 @@ STABLE_TORCH_LIBRARY_IMPL(fusedkd, CUDA, m) {
   FUSEDKD_ROW_LOCAL_LOSSES(FUSEDKD_IMPL_LOSS)
   FUSEDKD_BATCH_LOSSES(FUSEDKD_IMPL_LOSS)
 #undef FUSEDKD_IMPL_LOSS
+  m.impl(fusedkd::binding::kTopKName, &fusedkd::binding::boxed_topk<fusedkd::binding::CudaTopK>);
   m.impl("scale_grad_", TORCH_BOX(&fusedkd::binding::scale_grad_cuda));
 }

@@ -21,4 +21,7 @@ foreach(i RANGE ${_last})
   set_tests_properties(test_cuda_executor_shard${i} PROPERTIES
     ENVIRONMENT "GTEST_TOTAL_SHARDS=${_fusedkd_cuda_shards};GTEST_SHARD_INDEX=${i}" TIMEOUT 900)
 endforeach()
+add_executable(test_topk_cuda ${_fusedkd_root}/tests/cpp/test_topk_cuda.cu)
+target_link_libraries(test_topk_cuda PRIVATE fusedkd_cuda GTest::gtest_main)
+add_test(NAME test_topk_cuda COMMAND test_topk_cuda)
 add_test(NAME fusedkd_cuda_example COMMAND fusedkd_cuda_example 300 5000 all)

@@ -19,6 +19,7 @@
 #include <cstdint>
 
 #include <fusedkd/dtype.hpp>
+#include <fusedkd/losses/topk_kd.hpp>
 #include <fusedkd/reduction.hpp>
 #include <fusedkd/registry.hpp>
 
@@ -77,6 +78,34 @@ template <template <class> class Loss> void run(const typename Loss<float>::Para
 template <> std::size_t workspace_size<USKD>(const USKDParams& p, const LossCall& call);
 template <> void run<USKD>(const USKDParams& p, const LossCall& call);
 
+// Top-k teacher KD (topk_kd.cu; include/fusedkd/losses/topk_kd.hpp): a sparse teacher of k
+// log-probabilities per row at k vocabulary indices. All pointers are device pointers.
+struct TopKCall {
+  std::int64_t rows = 0;  // N
+  std::int64_t cols = 0;  // V
+  std::int64_t k = 0;
+  const void* student = nullptr;  // [N, V], columns contiguous
+  DType student_dtype = DType::Float32;
+  std::int64_t student_row_stride = 0;
+  const void* logprobs = nullptr;  // [N, k]: float32 (float64 for a float64 student), columns contiguous
+  std::int64_t logprobs_row_stride = 0;
+  const void* indices = nullptr;  // [N, k]: int64, or int32 with indices_int32; columns contiguous
+  bool indices_int32 = false;
+  std::int64_t indices_row_stride = 0;
+  const void* labels = nullptr;  // [N] or null, as LossCall's
+  bool labels_int32 = false;
+  std::int64_t ignore_index = -100;
+  Reduction reduction = Reduction::BatchMean;
+  void* loss = nullptr;  // as LossCall's
+  void* grad = nullptr;  // as LossCall's (null: not computed)
+  std::int64_t grad_row_stride = 0;
+  void* workspace = nullptr;
+  std::size_t workspace_bytes = 0;
+  void* stream = nullptr;
+};
+
+std::size_t topk_kd_workspace_size(const TopKKDParams& p, const TopKCall& call);
+void topk_kd(const TopKKDParams& p, const TopKCall& call);
 
 // Autograd's backward: grad[i, :] ← factor[i · factor_stride] · grad[i, :] in place, rows whose
 // factor is exactly 1 untouched (scale_rows.hpp). factor: float32, or float64 for a float64 grad.

@@ -161,6 +161,14 @@ FUSEDKD_HD_INLINE float log1p_(float x) {
 #endif
 }
 FUSEDKD_HD_INLINE double log1p_(double x) { return ::log1p(x); }
+FUSEDKD_HD_INLINE float expm1_(float x) {
+#if defined(__CUDA_ARCH__)
+  return ::expm1f(x);
+#else
+  return std::expm1(x);
+#endif
+}
+FUSEDKD_HD_INLINE double expm1_(double x) { return ::expm1(x); }
 FUSEDKD_HD_INLINE float tanh_(float x) {
 #if defined(__CUDA_ARCH__)
   return ::tanhf(x);

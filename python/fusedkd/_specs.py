@@ -37,4 +37,5 @@ LOSS_OPS = (
     LossOp("forward_kl", "forward_kl_loss", "ForwardKLLoss", "forward_kl_loss"),
     LossOp("jsd", "jsd_loss", "JSDLoss", "jsd_loss"),
     LossOp("tvd", "tvd_loss", "TVDLoss", "tvd_loss"),
+    LossOp("topk_kd", "topk_kd_loss", "TopKKDLoss", "topk_kd_loss"),
 )

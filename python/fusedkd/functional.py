@@ -35,7 +35,7 @@ from ._checks import reduction as _reduction
 from ._ops import OP_ARGS, call_op
 
 __all__ = ["kd_loss", "dkd_loss", "nkd_loss", "uskd_loss", "rld_loss", "forward_kl_loss", "reverse_kl_loss",
-           "jsd_loss", "tvd_loss"]
+           "jsd_loss", "tvd_loss", "topk_kd_loss"]
 
 
 def _tensor(x, name: str) -> torch.Tensor:
@@ -577,3 +577,107 @@ _token_doc(forward_kl_loss, _TEMPERATURE_ARGS + _TAU2_ARG)
 _token_doc(reverse_kl_loss, _TEMPERATURE_ARGS + _TAU2_ARG)
 _token_doc(jsd_loss, "", _TEMPERATURE_ARGS + _TAU2_ARG + _TOKEN_TAIL)
 _token_doc(tvd_loss, _TEMPERATURE_ARGS)
+
+
+# topk_kd_loss's tail modes and their values in the op (include/fusedkd/losses/topk_kd.hpp, TopKTail).
+TOPK_TAILS = {"ghost": 0, "renormalize": 1, "renormalize_both": 2, "none": 3}
+
+
+def _tail(value) -> str:
+    if not isinstance(value, str) or value not in TOPK_TAILS:
+        raise ValueError(f"tail must be one of {', '.join(repr(t) for t in TOPK_TAILS)}, got {value!r}")
+    return value
+
+
+def topk_kd_loss(
+    student_logits: torch.Tensor,
+    teacher_topk_logprobs: torch.Tensor,
+    teacher_topk_indices: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    temperature: float = 1.0,
+    tail: str = "ghost",
+    reduction: str = "batchmean",
+    ignore_index: int = -100,
+    num_items_in_batch: int | torch.Tensor | None = None,
+    softcap: float | None = None,
+) -> torch.Tensor:
+    """KD from a sparse teacher: its top-k log-probabilities ``log p_k`` at indices ``K`` per token (an
+    offline cache or a served teacher), against the student's ``q = softmax(s_i/τ)`` over its full
+    vocabulary. Forward KL on K, the teacher's values used as given (no τ on them):
+
+    * ``"ghost"`` (default) — Megatron-LM ``topk_kl_div(add_ghost_token=True)``: the mass outside K is one
+      more bucket on both sides, ``ℓ_i = Σ_K p_k log(p_k/q_k) + G log(G/R)`` with ``G = max(1 − P_K, 1e-8)``,
+      ``R = max(1 − Q_K, 1e-8)`` (``1 − Q_K`` computed as ``−expm1(log Q_K)``, exact as ``Q_K → 1``);
+      gradient ``q_j − p_j`` on K, ``q_j (1 − G/(1 − Q_K))`` off K (unclamped);
+    * ``"renormalize"`` — the teacher renormalized over K (``p̂ = p / P_K``), the student over its full
+      vocabulary: ``ℓ_i = Σ_K p̂_k log(p̂_k/q_k)`` (no anchor does exactly this; ../shared/spec/llm_losses.md);
+    * ``"renormalize_both"`` — both renormalized over K: Model-Optimizer's ``TopKLogitsKLLoss`` on a given
+      K, TRL server distillation with ``loss_add_tail=False``;
+    * ``"none"`` — Megatron-LM ``topk_kl_div(add_ghost_token=False)``: ``Σ_K p_k log(p_k/q_k)``, nothing
+      renormalized (can be negative).
+
+    The student gradient is dense and is written in the loss's pass; no ``[N, V]`` teacher tensor is built.
+    A teacher entry of ``-inf`` (a missing log-probability) has weight 0.
+
+    Reference: Megatron-LM ``megatron/training/distillation/cached_logits_loss.py`` ``topk_kl_div`` (ghost,
+    none), NVIDIA Model-Optimizer ``TopKLogitsKLLoss`` (renormalize_both); docs/math_token.md ("Top-k
+    teacher") states every difference.
+
+    Args:
+        student_logits: ``[..., V]`` token logits; receive the gradient.
+        teacher_topk_logprobs: ``[..., k]`` teacher log-probabilities (normalized over the teacher's
+            vocabulary), any float dtype (used in float32; float64 with a float64 student); a constant.
+        teacher_topk_indices: ``[..., k]`` int64/int32 vocabulary indices in ``[0, V)``, distinct per row.
+            The CPU op checks them (an error names the row); on the GPU they are never read on the host: an
+            index out of range makes its row NaN, duplicates are not detected (unspecified result).
+        labels: optional ``[...]`` token labels; rows equal to ``ignore_index`` count for nothing (their
+            indices are not read); default None: every row counts.
+        temperature: τ > 0 dividing the student's logits (default 1.0).
+        tail: ``"ghost"`` (default), ``"renormalize"``, ``"renormalize_both"`` or ``"none"``.
+        reduction: ``"batchmean"`` (default), ``"sum"`` or ``"none"``, as the other token losses.
+        ignore_index: label of the rows that do not count (default -100).
+        num_items_in_batch: optional divisor of ``"batchmean"`` (int or 0-dim tensor; default None).
+        softcap: optional c > 0: the student's logits become ``c·tanh(s/c)`` first (the teacher's values
+            are log-probabilities, already final; default None: no capping).
+    Returns:
+        The loss in float32 (float64 for float64 logits): a scalar, or the leading shape for ``"none"``.
+    """
+    s = _tensor(student_logits, "student_logits")
+    lp = _on_student_device(s, _tensor(teacher_topk_logprobs, "teacher_topk_logprobs"), "teacher_topk_logprobs")
+    idx = _on_student_device(s, _tensor(teacher_topk_indices, "teacher_topk_indices"), "teacher_topk_indices")
+    if s.dim() < 2:
+        raise ValueError(f"student_logits must have at least 2 dimensions [..., V], got {s.dim()} dimension(s)")
+    if lp.dim() != s.dim() or lp.shape[:-1] != s.shape[:-1]:
+        raise ValueError(f"teacher_topk_logprobs has shape {list(lp.shape)} but student_logits has shape "
+                         f"{list(s.shape)}: they must share the leading dimensions ([..., k] and [..., V])")
+    if idx.shape != lp.shape:
+        raise ValueError(f"teacher_topk_indices has shape {list(idx.shape)} but teacher_topk_logprobs has shape "
+                         f"{list(lp.shape)}")
+    if s.dtype not in _LOGIT_DTYPES:
+        raise TypeError(f"student_logits must be float32, float16, bfloat16 or float64, got {str(s.dtype).split('.')[-1]}")
+    if not lp.is_floating_point():
+        raise TypeError(f"teacher_topk_logprobs must be a floating tensor, got {str(lp.dtype).split('.')[-1]}")
+    if idx.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"teacher_topk_indices must be int64 or int32, got {str(idx.dtype).split('.')[-1]}")
+    tail_value = TOPK_TAILS[_tail(tail)]
+    reduction = _reduction(reduction)
+    num_items = _num_items(num_items_in_batch, reduction)
+    lead = s.shape[:-1]
+    k = lp.shape[-1]
+    s = _rows(s)
+    lp = _constant(lp).reshape(-1, k).to(torch.float64 if s.dtype == torch.float64 else torch.float32)
+    idx = idx.reshape(-1, k)
+    y = None
+    if labels is not None:
+        y = _on_student_device(s, _tensor(labels, "labels"), "labels")
+        if y.shape != lead:
+            raise ValueError(f"labels must have the logits' leading shape {list(lead)}, got {list(y.shape)}")
+        y = y.reshape(-1)
+    args = [s, lp, idx, y, _real(temperature, "temperature"), tail_value, _softcap(softcap),
+            "sum" if num_items is not None else reduction, _integer(ignore_index, "ignore_index"), _needs_grad(s)]
+    loss = call_op("topk_kd", *args)[0]
+    if num_items is not None:
+        loss = loss / num_items
+    if reduction == "none":
+        loss = loss.reshape(lead)
+    return loss

@@ -18,7 +18,7 @@ from ._checks import reduction as _reduction
 from ._ops import OP_ARGS
 
 __all__ = ["KDLoss", "DKDLoss", "NKDLoss", "USKDLoss", "RLDLoss", "ForwardKLLoss", "ReverseKLLoss", "JSDLoss",
-           "TVDLoss"]
+           "TVDLoss", "TopKKDLoss"]
 
 
 class _LossModule(nn.Module):
@@ -43,6 +43,8 @@ class _LossModule(nn.Module):
                 value = None if value is None else F._softcap(value)
             elif name == "beta" and self._op == "jsd":
                 value = F._beta(value)
+            elif name == "tail" and self._op == "topk_kd":
+                value = F._tail(value)
             else:
                 value = F._PARAM_CHECKS[kinds[name]](value, name)  # the functions' check of that type
             setattr(self, name, value)
@@ -294,3 +296,33 @@ class TVDLoss(_TokenLossModule):
 
 
 _token_module_doc(TVDLoss, "")
+
+
+class TopKKDLoss(_LossModule):
+    """KD from a sparse teacher's top-k log-probabilities, see :func:`fusedkd.topk_kd_loss`.
+
+    Args:
+        temperature: τ dividing the student's logits (default 1.0).
+        tail: ``"ghost"`` (default, Megatron-LM's ghost token), ``"renormalize"``, ``"renormalize_both"``
+            or ``"none"``.
+        reduction: ``"batchmean"`` (default), ``"sum"`` or ``"none"``.
+        ignore_index: label of the tokens that do not count (default -100).
+        softcap: optional c > 0 capping the student's logits (default None).
+
+    ``forward(student_logits, teacher_topk_logprobs, teacher_topk_indices, labels=None,
+    num_items_in_batch=None)`` → the loss (fp32; fp64 for fp64 logits).
+    """
+
+    _op = "topk_kd"
+    _fields = ("temperature", "tail", "reduction", "ignore_index", "softcap")
+
+    def __init__(self, temperature: float = 1.0, tail: str = "ghost", reduction: str = "batchmean",
+                 ignore_index: int = -100, softcap: float | None = None) -> None:
+        super().__init__(temperature=temperature, tail=tail, reduction=reduction, ignore_index=ignore_index,
+                         softcap=softcap)
+
+    def forward(self, student_logits: torch.Tensor, teacher_topk_logprobs: torch.Tensor,
+                teacher_topk_indices: torch.Tensor, labels: torch.Tensor | None = None,
+                num_items_in_batch: int | torch.Tensor | None = None) -> torch.Tensor:
+        return F.topk_kd_loss(student_logits, teacher_topk_logprobs, teacher_topk_indices, labels, **self._hyper(),
+                              num_items_in_batch=num_items_in_batch)

@@ -29,7 +29,7 @@ except ImportError:  # loaded from its file without the package (tests/python/te
     _check_reduction = _checks_module.reduction
 
 __all__ = ["kd_loss", "dkd_loss", "nkd_loss", "uskd_loss", "rld_loss", "forward_kl_loss", "reverse_kl_loss", "jsd_loss",
-           "tvd_loss", "reduce_rows"]
+           "tvd_loss", "topk_kd_loss", "reduce_rows"]
 
 
 def reduce_rows(row_loss: torch.Tensor, reduction: str, counted: torch.Tensor | int | None = None) -> torch.Tensor:
@@ -378,5 +378,44 @@ def tvd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels:
     q = F.softmax(s / temperature, dim=-1)
     p = F.softmax(t / temperature, dim=-1)
     row = 0.5 * (p - q).abs().sum(-1)
+    loss = _reduce_tokens(row, y, reduction, ignore_index, num_items_in_batch)
+    return loss.reshape(student_logits.shape[:-1]) if reduction == "none" else loss
+
+
+def topk_kd_loss(student_logits: torch.Tensor, teacher_topk_logprobs: torch.Tensor, teacher_topk_indices: torch.Tensor,
+                 labels: torch.Tensor | None = None, temperature: float = 1.0, tail: str = "ghost",
+                 reduction: str = "batchmean", ignore_index: int = -100,
+                 num_items_in_batch: int | torch.Tensor | None = None, softcap: float | None = None) -> torch.Tensor:
+    """KD from a sparse teacher (top-k log-probabilities at given indices), written as the anchors compute
+    it: the student's full-vocabulary log-softmax at τ gathered at the indices, then
+
+    * ``"ghost"``: Megatron-LM ``topk_kl_div(add_ghost_token=True)``
+      (megatron/training/distillation/cached_logits_loss.py): one more bucket on both sides,
+      ``log((1 − Σ exp(·)).clamp(min=1e-8))``, and ``Σ p (log p − log q)`` over the k + 1 buckets;
+    * ``"renormalize"``: the teacher renormalized over K, ``log p − logsumexp_K(log p)``;
+    * ``"renormalize_both"``: both renormalized over K (Model-Optimizer ``TopKLogitsKLLoss``, TRL server
+      distillation with ``loss_add_tail=False``);
+    * ``"none"``: Megatron-LM ``topk_kl_div(add_ghost_token=False)``.
+
+    Reductions as :func:`jsd_loss`."""
+    v, k = student_logits.shape[-1], teacher_topk_logprobs.shape[-1]
+    s = _acc(student_logits).reshape(-1, v)
+    if softcap is not None:
+        s = softcap * torch.tanh(s / softcap)
+    log_q = F.log_softmax(s / temperature, dim=-1).gather(-1, teacher_topk_indices.reshape(-1, k).long())
+    log_p = teacher_topk_logprobs.detach().reshape(-1, k).to(s.dtype)
+    if tail == "ghost":
+        ghost_q = torch.log((1 - log_q.exp().sum(-1, keepdim=True)).clamp(min=1e-8))
+        ghost_p = torch.log((1 - log_p.exp().sum(-1, keepdim=True)).clamp(min=1e-8))
+        log_p, log_q = torch.cat([log_p, ghost_p], -1), torch.cat([log_q, ghost_q], -1)
+    elif tail == "renormalize":
+        log_p = log_p - torch.logsumexp(log_p, -1, keepdim=True)
+    elif tail == "renormalize_both":
+        log_p = log_p - torch.logsumexp(log_p, -1, keepdim=True)
+        log_q = log_q - torch.logsumexp(log_q, -1, keepdim=True)
+    elif tail != "none":
+        raise ValueError(f"tail must be 'ghost', 'renormalize', 'renormalize_both' or 'none', got {tail!r}")
+    row = _x_log_x_over_y(log_p, log_q)
+    y = None if labels is None else labels.reshape(-1)
     loss = _reduce_tokens(row, y, reduction, ignore_index, num_items_in_batch)
     return loss.reshape(student_logits.shape[:-1]) if reduction == "none" else loss

@@ -1,7 +1,7 @@
 // Umbrella header of the CUDA executor (header-only; include from .cu files compiled by nvcc).
 //
 //   #include <fusedkd/cuda/fusedkd_cuda.cuh>
-//   fusedkd::cuda::kd / dkd / nkd / rld / uskd  (+ *_workspace_size), scale_rows (backward)
+//   fusedkd::cuda::kd / dkd / nkd / rld / uskd / topk_kd  (+ *_workspace_size), scale_rows (backward)
 //
 // Layers: common.cuh (loads/stores, labels) · reduce.cuh (warp/group/block reductions of
 // mergeable states) · traits.cuh (kernel traits, launch plan, workspace layout) ·
@@ -15,5 +15,6 @@
 #include "reduce.cuh"
 #include "row_kernels.cuh"
 #include "scale_rows.cuh"
+#include "topk_kernels.cuh"
 #include "traits.cuh"
 #include "uskd_kernels.cuh"
