@@ -4,6 +4,7 @@
 // write gradient, once each, so bytes_per_second is the effective bandwidth.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <vector>
@@ -129,7 +130,40 @@ FUSEDKD_BENCH_REGISTRY("reverse_kl", fusedkd::ReverseKL);
 FUSEDKD_BENCH_REGISTRY("jsd", fusedkd::JSD);
 FUSEDKD_BENCH_REGISTRY("tvd", fusedkd::TVD);
 FUSEDKD_BENCH_REGISTRY("jsd_softcap", fusedkd::JSD, true);
+FUSEDKD_BENCH_REGISTRY("cross_entropy", fusedkd::CrossEntropy);
 #undef FUSEDKD_BENCH_REGISTRY
+
+// Top-k teacher KD (cpu::topk_kd), k = 64 teacher entries per row at random distinct indices; the tail
+// mode as template argument. Bytes: read student + write gradient (the teacher's [N, k] is negligible).
+template <class T, std::int64_t kTail> void BM_topk(benchmark::State& state) {
+  Inputs<T> in(state.range(0), state.range(1));
+  const std::int64_t k = std::min<std::int64_t>(64, in.C);
+  std::vector<float> lp(std::size_t(in.N * k));
+  std::vector<std::int64_t> idx(std::size_t(in.N * k));
+  std::mt19937 rng(1);
+  for (std::int64_t i = 0; i < in.N; ++i) {
+    std::vector<std::int64_t> perm(std::size_t(in.C));
+    for (std::int64_t j = 0; j < in.C; ++j) perm[std::size_t(j)] = j;
+    std::shuffle(perm.begin(), perm.end(), rng);
+    for (std::int64_t e = 0; e < k; ++e) {
+      idx[std::size_t(i * k + e)] = perm[std::size_t(e)];
+      lp[std::size_t(i * k + e)] = -1.0f - 0.1f * float(e);
+    }
+  }
+  fusedkd::TopKKDParams p;
+  p.tail = kTail;
+  const fusedkd::TopKView<T, float, std::int64_t> x{in.s.data(), in.C, lp.data(), k, idx.data(), k, in.N, in.C, k};
+  for (auto _ : state) {
+    auto v = fusedkd::cpu::topk_kd(p, x, in.labels(), Reduction::BatchMean, in.outputs());
+    benchmark::DoNotOptimize(v);
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * 2 * in.N * in.C * std::int64_t(sizeof(T)));
+  state.SetItemsProcessed(state.iterations() * in.N);
+}
+BENCHMARK(BM_topk<float, 0>)->Name("topk_kd_ghost/f32")->Apply(shapes);
+BENCHMARK(BM_topk<bf16, 0>)->Name("topk_kd_ghost/bf16")->Apply(shapes);
+BENCHMARK(BM_topk<float, 1>)->Name("topk_kd_renormalize/f32")->Apply(shapes);
 BENCHMARK(BM_scale_rows<float>)->Name("scale_rows/f32")->Apply(shapes);
 BENCHMARK(BM_scale_rows<bf16>)->Name("scale_rows/bf16")->Apply(shapes);
 

@@ -19,6 +19,7 @@
 #include <initializer_list>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <fusedkd/cuda/fusedkd_cuda.cuh>
 #include <fusedkd/fusedkd.hpp>
@@ -195,6 +196,35 @@ template <class T, Loss L> void BM_loss(benchmark::State& state) {
   set_counters<T>(state, N, C, 3);  // USKD also writes ∂loss/∂weak, not counted (as bench.py)
 }
 
+// Top-k teacher KD, ghost tail, k = 64 entries per row at columns (e·37 + i) mod C (distinct for
+// C ≥ 64·37 / gcd; the vocabulary shapes); the teacher's log-probabilities all −3 (a tail of 1 − 64e^−3).
+// Bytes: read student + write gradient.
+template <class T> void BM_topk(benchmark::State& state) {
+  using A = fusedkd::acc_t<T>;
+  namespace cu = fusedkd::cuda;
+  const int64_t N = state.range(0), C = state.range(1), k = 64;
+  Batch<T> b(N, C, cu::topk_kd_workspace_size<T>(N), false);
+  std::vector<A> lp(size_t(N * k), A(-3));
+  std::vector<int64_t> idx(size_t(N * k));
+  for (int64_t i = 0; i < N; ++i)
+    for (int64_t e = 0; e < k; ++e) idx[size_t(i * k + e)] = (e * 37 + i) % C;
+  A* dlp = nullptr;
+  int64_t* didx = nullptr;
+  check(cudaMalloc(&dlp, lp.size() * sizeof(A)), "cudaMalloc logprobs");
+  check(cudaMalloc(&didx, idx.size() * sizeof(int64_t)), "cudaMalloc indices");
+  check(cudaMemcpy(dlp, lp.data(), lp.size() * sizeof(A), cudaMemcpyHostToDevice), "logprobs");
+  check(cudaMemcpy(didx, idx.data(), idx.size() * sizeof(int64_t), cudaMemcpyHostToDevice), "indices");
+  const fusedkd::TopKView<T, A, void> x{b.s, C, dlp, k, nullptr, k, N, C, k};
+  const cu::TopKDeviceIndices di{didx, false, k};
+  b.time(state, [&] {
+    cu::topk_kd<T>(fusedkd::TopKKDParams{}, x, di, b.labels(), Reduction::BatchMean, b.outputs(), b.workspace(),
+                   b.stream);
+  });
+  cudaFree(dlp);
+  cudaFree(didx);
+  set_counters<T>(state, N, C, 2);
+}
+
 // The roofline of a fused loss with its gradient: g = s + t.
 template <class T> void BM_roofline_add(benchmark::State& state) {
   const int64_t N = state.range(0), C = state.range(1);
@@ -257,6 +287,12 @@ FUSEDKD_BENCH(RLD, "rld", all_shapes);
 FUSEDKD_BENCH(RLDStd, "rld_std", all_shapes);
 FUSEDKD_BENCH(USKD, "uskd", uskd_shapes);
 #undef FUSEDKD_BENCH
+void topk_shapes(benchmark::internal::Benchmark* b) {
+  vocab_shapes(b);
+  b->ArgNames({"N", "C"})->UseManualTime()->Unit(benchmark::kMicrosecond);
+}
+BENCHMARK(BM_topk<float>)->Name("topk_kd_ghost/f32")->Apply(topk_shapes);
+BENCHMARK(BM_topk<bf16>)->Name("topk_kd_ghost/bf16")->Apply(topk_shapes);
 BENCHMARK(BM_roofline_add<float>)->Name("roofline_add/f32")->Apply(all_shapes);
 BENCHMARK(BM_roofline_add<bf16>)->Name("roofline_add/bf16")->Apply(all_shapes);
 BENCHMARK(BM_scale_rows<float>)->Name("scale_rows/f32")->Apply(scale_shapes);

@@ -24,7 +24,7 @@ template <template <class> class Loss> struct __attribute__((visibility("hidden"
   using L = Loss<float>;
   using Params = typename L::Params;
   Tensor student;
-  Tensor second;                  // teacher_logits, or weak_logits (USKD)
+  Tensor second;                  // teacher_logits, weak_logits (USKD), or the student (teacher-free)
   std::optional<Tensor> target;   // the labels, when given
   Params params;
   Reduction reduction = Reduction::BatchMean;
@@ -47,7 +47,10 @@ template <template <class> class Loss> LossArgs<Loss> unbox_loss_args(StableIVal
   LossArgs<Loss> a;
   std::uint64_t i = 0;
   a.student = to<Tensor>(stack[i++]);
-  a.second = to<Tensor>(stack[i++]);
+  if constexpr (Layout::second)
+    a.second = to<Tensor>(stack[i++]);
+  else
+    a.second = a.student;  // a teacher-free loss: the executors get the student there and read no teacher
   if constexpr (Layout::labels == LabelUse::Required) a.target = to<Tensor>(stack[i++]);
   if constexpr (Layout::labels == LabelUse::Optional) a.target = to<std::optional<Tensor>>(stack[i++]);
   for_each_param<typename Layout::Params>([&](const auto& field) {
@@ -70,7 +73,7 @@ template <template <class> class Loss> void check_loss_args(const LossArgs<Loss>
   using L = Loss<float>;
   const char* second_name = has_weak_logits<L>::value ? "weak_logits" : "teacher_logits";
   check_logits(a.student, "student_logits");
-  check_pair(a.student, a.second, second_name);
+  if (SchemaLayout<Loss>::second) check_pair(a.student, a.second, second_name);
   if (has_weak_logits<L>::value)
     FUSEDKD_CHECK(a.second.scalar_type() == a.student.scalar_type(), "weak_logits must have the dtype of student_logits (",
                   dtype_name(a.student.scalar_type()), "), got ", dtype_name(a.second.scalar_type()));

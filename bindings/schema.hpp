@@ -1,6 +1,6 @@
 // The op schema of a loss, from its descriptor (descriptor.hpp). No torch header: plain strings.
 //
-//   <name>(Tensor student, Tensor teacher | Tensor weak, [Tensor target | Tensor? <labels>],
+//   <name>(Tensor student, [Tensor teacher | Tensor weak], [Tensor target | Tensor? <labels>],
 //          <parameters in fields() order>, str reduction, [int ignore_index], bool compute_grad,
 //          bool grad_private=False) -> (Tensor loss, Tensor grad_student[, Tensor grad_weak])
 //
@@ -33,7 +33,8 @@ template <template <class> class Loss> struct SchemaLayout {
   using Params = typename L::Params;
   static constexpr LabelUse labels = label_use<L>();
   static constexpr bool weak = has_weak_logits<L>::value;
-  static constexpr std::uint64_t first_param = labels == LabelUse::None ? 2 : 3;
+  static constexpr bool second = L::uses_teacher || weak;  // a teacher or weak logits after the student
+  static constexpr std::uint64_t first_param = 1 + (second ? 1 : 0) + (labels == LabelUse::None ? 0 : 1);
   static constexpr std::uint64_t reduction = first_param + param_count<Params>();
   static constexpr std::uint64_t ignore_index = reduction + 1;  // when the loss has labels
   static constexpr std::uint64_t compute_grad = reduction + (labels == LabelUse::None ? 1 : 2);
@@ -45,7 +46,8 @@ template <template <class> class Loss> struct SchemaLayout {
 template <template <class> class Loss> std::string loss_schema() {
   using Layout = SchemaLayout<Loss>;
   using L = typename Layout::L;
-  std::string s = std::string(L::name) + (Layout::weak ? "(Tensor student, Tensor weak" : "(Tensor student, Tensor teacher");
+  std::string s = std::string(L::name) + "(Tensor student";
+  if (Layout::second) s += Layout::weak ? ", Tensor weak" : ", Tensor teacher";
   if (Layout::labels == LabelUse::Required) s += std::string(", Tensor ") + label_name_of<L>::value;
   if (Layout::labels == LabelUse::Optional) s += std::string(", Tensor? ") + label_name_of<L>::value;
   for_each_param<typename Layout::Params>([&](const auto& field) {

@@ -24,3 +24,6 @@ foreach(_line ${_fusedkd_probe_lines})
   set(FUSEDKD_${_name}_TAKES_LABELS ${_labels})
 endforeach()
 message(STATUS "fusedkd: row-local losses from the registry: ${FUSEDKD_ROW_LOCAL_LOSSES}")
+# A registry line added or removed re-runs the configuration (and so the probe and the generated units).
+set_property(DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR} APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
+             ${CMAKE_CURRENT_SOURCE_DIR}/include/fusedkd/registry.hpp ${CMAKE_CURRENT_SOURCE_DIR}/cmake/registry_probe.cpp)

@@ -86,6 +86,7 @@ if [ -n "$PREBUILT" ]; then
   note "        $(head -1 "$PREBUILT/MANIFEST" 2>/dev/null)"
   EXAMPLE=$PREBUILT/fusedkd_cuda_example
   TEST_BIN=$PREBUILT/test_cuda_executor
+  TOPK_BIN=$PREBUILT/test_topk_cuda
   CUDA_BENCH=$PREBUILT/bench_cuda_executor
   EXT_SO=$PREBUILT/_C.so
   export LD_LIBRARY_PATH=$PREBUILT/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
@@ -107,6 +108,7 @@ else
       -I "$ROOT/include" examples/cuda_raw_pointers.cu -o "$EXAMPLE"
   fi
   TEST_BIN=$BUILD/tests/cpp/test_cuda_executor
+  TOPK_BIN=$BUILD/tests/cpp/test_topk_cuda
   CUDA_BENCH=$BUILD/benchmarks/bench_cuda_executor
   EXT_SO=$(ls "$BUILD"/_C*.so 2>/dev/null | head -1)
 fi
@@ -127,6 +129,9 @@ if [ -x "$TEST_BIN" ]; then
 else
   note "SKIP    test_cuda_executor (not built: no GoogleTest on this machine)"
 fi
+if [ -x "$TOPK_BIN" ]; then
+  step "test_topk_cuda" 60 "$CTEST_LOG" "$TOPK_BIN" --gtest_brief=1
+fi
 if [ -x "$EXAMPLE" ]; then
   step "cuda example 300x5000 + 4x20000" 60 "$CTEST_LOG" bash -c "'$EXAMPLE' 300 5000 all && '$EXAMPLE' 4 20000 all"
 fi
@@ -146,6 +151,11 @@ if [ -x "$SAN" ] && [ -x "$EXAMPLE" ]; then
       step "sanitizer $tool N,C=${shape/ /,}" 120 "$SAN_LOG" "$SAN" --tool "$tool" --error-exitcode 99 "$EXAMPLE" $shape all
     done
   done
+  if [ -x "$TOPK_BIN" ]; then  # top-k KD's kernel (its shared bitmap and the barrier before K's rewrites)
+    for tool in memcheck racecheck; do
+      step "sanitizer $tool test_topk_cuda" 240 "$SAN_LOG" "$SAN" --tool "$tool" --error-exitcode 99 "$TOPK_BIN" --gtest_brief=1
+    done
+  fi
   note "        sanitizer summaries: $(grep -c 'ERROR SUMMARY: 0 errors' "$SAN_LOG") clean memcheck, $(grep -c 'RACECHECK SUMMARY: 0 hazards' "$SAN_LOG") clean racecheck (of 3 each)"
 else
   note "SKIP    compute-sanitizer (tool or driver missing)"
@@ -169,7 +179,7 @@ fi
 if [ -x "$CUDA_BENCH" ]; then
   # Large shapes of the row-local losses against the roofline kernel and the backward's scaling.
   step "bench_cuda_executor (subset)" 150 "$OUTDIR/bench_cuda.log" "$CUDA_BENCH" --benchmark_min_time=0.05 \
-    --benchmark_filter='^(kd|dkd|nkd|rld|roofline_add)/(f32|bf16)/N:(128|4096)/C:(100|1000|32000|128256)/|^scale_rows/'
+    --benchmark_filter='^(kd|dkd|nkd|rld|roofline_add)/(f32|bf16)/N:(128|4096)/C:(100|1000|32000|128256)/|^scale_rows/|^topk_kd_ghost/bf16/N:4096/'
   # Profiler evidence for the roofline target: Nsight Compute's speed-of-light and memory sections
   # for the fused KD (bf16, 4096 x 128256: Split plan) and the roofline kernel on the same shape.
   NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)

@@ -7,6 +7,7 @@
 // op library, the Python op layer (python/fusedkd/_specs.py checks its list against the schemas).
 #pragma once
 
+#include "losses/cross_entropy.hpp"
 #include "losses/dkd.hpp"
 #include "losses/forward_kl.hpp"
 #include "losses/jsd.hpp"
@@ -29,7 +30,8 @@ namespace fusedkd {
   X(ForwardKL)                      \
   X(ReverseKL)                      \
   X(JSD)                            \
-  X(TVD)
+  X(TVD)                            \
+  X(CrossEntropy)
 
 // The losses with a batch-level stage between two row passes, each with its own executor:
 // USKD (the batch mean of p_s,y²).

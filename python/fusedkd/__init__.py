@@ -10,15 +10,15 @@ authors' signatures (cls_KD, mdistiller, RLD). See docs/api.md.
 
 from . import reference
 from ._ops import HAS_CUDA_KERNELS, ops
-from .functional import (dkd_loss, forward_kl_loss, jsd_loss, kd_loss, nkd_loss, reverse_kl_loss, rld_loss, topk_kd_loss,
-                         tvd_loss, uskd_loss)
-from .modules import (DKDLoss, ForwardKLLoss, JSDLoss, KDLoss, NKDLoss, ReverseKLLoss, RLDLoss, TopKKDLoss,
-                      TVDLoss, USKDLoss)
+from .functional import (cross_entropy_loss, dkd_loss, forward_kl_loss, jsd_loss, kd_loss, nkd_loss, reverse_kl_loss, rld_loss, tfnkd_loss,
+                         topk_kd_loss, tvd_loss, uskd_loss)
+from .modules import (CrossEntropyLoss, DKDLoss, ForwardKLLoss, JSDLoss, KDLoss, NKDLoss, ReverseKLLoss, RLDLoss, TfNKDLoss,
+                      TopKKDLoss, TVDLoss, USKDLoss)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "kd_loss", "dkd_loss", "nkd_loss", "uskd_loss", "rld_loss",
-    "forward_kl_loss", "reverse_kl_loss", "jsd_loss", "tvd_loss", "topk_kd_loss",
-    "KDLoss", "DKDLoss", "NKDLoss", "USKDLoss", "RLDLoss", "ForwardKLLoss", "ReverseKLLoss", "JSDLoss", "TVDLoss", "TopKKDLoss",
-    "reference", "ops", "HAS_CUDA_KERNELS", "__version__"]
+    "forward_kl_loss", "reverse_kl_loss", "jsd_loss", "tvd_loss", "topk_kd_loss", "cross_entropy_loss",
+    "tfnkd_loss", "KDLoss", "DKDLoss", "NKDLoss", "USKDLoss", "RLDLoss", "ForwardKLLoss", "ReverseKLLoss", "JSDLoss", "TVDLoss", "TopKKDLoss",
+    "CrossEntropyLoss", "TfNKDLoss", "reference", "ops", "HAS_CUDA_KERNELS", "__version__"]

@@ -76,7 +76,7 @@ class OpArgs:
     name: str
     arg_names: tuple  # every argument, in schema order
     n_tensors: int  # the leading tensor arguments: the logits and the labels
-    second: str  # the second input's argument: "teacher_logits", "weak_logits" or "teacher_topk_logprobs"
+    second: str | None  # the second input: "teacher_logits", "weak_logits", "teacher_topk_logprobs"; None: teacher-free
     labels: str | None  # the labels' argument ("target" or "labels"), None without labels
     labels_optional: bool  # the labels may be None (Tensor?)
     params: tuple  # the hyper-parameters, ((name, "float" | "bool" | "int"), ...), in schema order
@@ -98,12 +98,13 @@ def _op_args(op_name: str) -> OpArgs:
     assert returns[0] == "loss" and all(r.startswith("grad_") for r in returns[1:]), schema
     assert [r[len("grad_"):] for r in returns[1:]] == list(names[: len(returns) - 1]), schema
     # The labels are the last tensor argument when it is named so (top-k KD has two teacher tensors first).
-    has_labels = n_tensors > 2 and names[n_tensors - 1] in ("target", "labels")
+    has_labels = n_tensors >= 2 and names[n_tensors - 1] in ("target", "labels")
+    teacher_free = n_tensors == 1 or (has_labels and n_tensors == 2)  # student (and labels) only
     return OpArgs(
         name=op_name,
         arg_names=names,
         n_tensors=n_tensors,
-        second=names[1] if names[1].startswith("teacher_") else f"{names[1]}_logits",
+        second=None if teacher_free else names[1] if names[1].startswith("teacher_") else f"{names[1]}_logits",
         labels=names[n_tensors - 1] if has_labels else None,
         labels_optional=has_labels and types[n_tensors - 1] == "Optional[Tensor]",
         params=tuple((names[i], types[i]) for i in range(n_tensors, reduction)),

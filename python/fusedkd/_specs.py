@@ -38,4 +38,5 @@ LOSS_OPS = (
     LossOp("jsd", "jsd_loss", "JSDLoss", "jsd_loss"),
     LossOp("tvd", "tvd_loss", "TVDLoss", "tvd_loss"),
     LossOp("topk_kd", "topk_kd_loss", "TopKKDLoss", "topk_kd_loss"),
+    LossOp("cross_entropy", "cross_entropy_loss", "CrossEntropyLoss", "cross_entropy_loss"),
 )

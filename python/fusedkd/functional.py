@@ -35,7 +35,7 @@ from ._checks import reduction as _reduction
 from ._ops import OP_ARGS, call_op
 
 __all__ = ["kd_loss", "dkd_loss", "nkd_loss", "uskd_loss", "rld_loss", "forward_kl_loss", "reverse_kl_loss",
-           "jsd_loss", "tvd_loss", "topk_kd_loss"]
+           "jsd_loss", "tvd_loss", "topk_kd_loss", "cross_entropy_loss", "tfnkd_loss"]
 
 
 def _tensor(x, name: str) -> torch.Tensor:
@@ -163,18 +163,21 @@ def _loss(op_name: str, student_logits, second, labels, kwargs: dict) -> torch.T
     rows ``[N, C]``. Returns the loss."""
     spec = OP_ARGS[op_name]
     s = _tensor(student_logits, "student_logits")
-    x = _on_student_device(s, _tensor(second, spec.second), spec.second)
+    x = None if spec.second is None else _on_student_device(s, _tensor(second, spec.second), spec.second)
     reduction = _reduction(kwargs["reduction"])
     num_items = _num_items(kwargs.get("num_items_in_batch"), reduction)
     lead = None
-    if s.dim() != 2 or x.dim() != 2:  # token logits [..., C] (2-D inputs keep the ops' own messages)
-        _check_row_shapes(s, x, spec.second)
+    if s.dim() != 2 or (x is not None and x.dim() != 2):  # token logits [..., C] (2-D inputs: the ops' messages)
+        if x is not None:
+            _check_row_shapes(s, x, spec.second)
+        elif s.dim() < 2:
+            raise ValueError(f"student_logits must have at least 2 dimensions [..., C], got {s.dim()} dimension(s)")
         lead = s.shape[:-1]
-        s, x = _rows(s), _rows(x)
+        s, x = _rows(s), None if x is None else _rows(x)
     differentiable = (s, x) if spec.differentiable > 1 else (s,)
-    if spec.differentiable < 2:
+    if x is not None and spec.differentiable < 2:
         x = _constant(x)
-    args = [s, x]
+    args = [s] if x is None else [s, x]
     if spec.labels is not None:
         if labels is None and spec.labels_optional:
             args.append(None)
@@ -681,3 +684,81 @@ def topk_kd_loss(
     if reduction == "none":
         loss = loss.reshape(lead)
     return loss
+
+
+def cross_entropy_loss(
+    student_logits: torch.Tensor,
+    target: torch.Tensor,
+    reduction: str = "batchmean",
+    ignore_index: int = -100,
+    num_items_in_batch: int | torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Hard-label cross-entropy of the student, per row ``ℓ_i = −log softmax(s_i)_y = lse(s_i) − s_iy``
+    (computed so, not as ``log(softmax)``: no ``−inf`` where ``p_y`` underflows); gradient
+    ``∂ℓ_i/∂s_ij = p_j − δ_jy`` written in the same pass. The hard term of a distillation objective and
+    tf-NKD's row program (:func:`tfnkd_loss`).
+
+    Reference: ``torch.nn.functional.cross_entropy`` (``"batchmean"`` is its ``"mean"`` over the rows that
+    count).
+
+    Args:
+        student_logits: ``[..., C]`` logits; receive the gradient.
+        target: ``[...]`` int64/int32 labels in ``[0, C)`` or ``ignore_index``.
+        reduction: ``"batchmean"`` (default), ``"sum"`` or ``"none"``.
+        ignore_index: label of the rows that count for nothing (default -100).
+        num_items_in_batch: optional divisor of ``"batchmean"`` (int or 0-dim tensor; default None).
+    Returns:
+        The loss in float32 (float64 for float64 logits): a scalar, or the leading shape for ``"none"``.
+    """
+    return _loss("cross_entropy", student_logits, None, target, dict(
+        reduction=reduction, ignore_index=ignore_index, num_items_in_batch=num_items_in_batch))
+
+
+def tfnkd_loss(
+    student_logits: torch.Tensor,
+    target: torch.Tensor,
+    reduction: str = "batchmean",
+    ignore_index: int = -100,
+) -> torch.Tensor:
+    """Teacher-free NKD (tf-NKD, the NKD paper's v1), per row ``ℓ_i = −w_i log p_i`` with the student's
+    ``p_i = softmax(s_i)_y`` and the detached weight ``w_i = p_i + 1 − mean_j p_j`` (mean over the batch's
+    counted rows); gradient ``w_i (softmax(s_i) − e_y)``. No hyper-parameters; the trainer adds it to the
+    student's CE with weight 1.
+
+    Hard labels run the fused cross-entropy op (:func:`cross_entropy_loss`, its rows and their gradient
+    in one pass), weighted here: backward rescales the saved gradient rows by ``w_i / N`` (one pass).
+    Soft labels ``[..., C]`` (mixup / cutmix) take the reference path (``fusedkd.reference.tfnkd_loss``:
+    the top two labels, each with ``w = p + value − mean p``).
+
+    Reference: cls_KD ``mmcls/distillation/distillers/classification_distiller.py`` (commits 8a16562 …
+    de48db4; removed in 87a7197 when USKD replaced it); ../shared/spec/losses.md.
+
+    Args:
+        student_logits: ``[..., C]`` logits; receive the gradient.
+        target: ``[...]`` int64/int32 labels (``ignore_index`` rows count for nothing), or soft labels
+            ``[..., C]``.
+        reduction: ``"batchmean"`` (default: ``Σ_i ℓ_i / N`` over the counted rows, as the reference),
+            ``"sum"`` or ``"none"``.
+        ignore_index: label of the rows that count for nothing (default -100).
+    Returns:
+        The loss in float32 (float64 for float64 logits): a scalar, or the leading shape for ``"none"``.
+    """
+    s = _tensor(student_logits, "student_logits")
+    target = _tensor(target, "target")
+    reduction = _reduction(reduction)
+    if target.is_floating_point() and target.dim() >= 2 and target.dim() == s.dim():
+        from . import reference
+
+        return reference.tfnkd_loss(s, _check_soft_labels(target, s), reduction, ignore_index)
+    ce = cross_entropy_loss(s, target, reduction="none", ignore_index=ignore_index)
+    with torch.no_grad():
+        valid = target != ignore_index
+        p = torch.where(valid, torch.exp(-ce), torch.zeros_like(ce))
+        counted = valid.sum()
+        mean_p = p.sum() / counted.clamp_min(1)
+        w = torch.where(valid, p + 1 - mean_p, torch.zeros_like(p))
+    rows = w * ce
+    if reduction == "none":
+        return rows
+    total = rows.sum()
+    return total if reduction == "sum" else total / counted.clamp_min(1).to(total.dtype)

@@ -18,7 +18,7 @@ from ._checks import reduction as _reduction
 from ._ops import OP_ARGS
 
 __all__ = ["KDLoss", "DKDLoss", "NKDLoss", "USKDLoss", "RLDLoss", "ForwardKLLoss", "ReverseKLLoss", "JSDLoss",
-           "TVDLoss", "TopKKDLoss"]
+           "TVDLoss", "TopKKDLoss", "CrossEntropyLoss", "TfNKDLoss"]
 
 
 class _LossModule(nn.Module):
@@ -326,3 +326,44 @@ class TopKKDLoss(_LossModule):
                 num_items_in_batch: int | torch.Tensor | None = None) -> torch.Tensor:
         return F.topk_kd_loss(student_logits, teacher_topk_logprobs, teacher_topk_indices, labels, **self._hyper(),
                               num_items_in_batch=num_items_in_batch)
+
+
+class CrossEntropyLoss(_LossModule):
+    """Hard-label cross-entropy of the student (fused, with its gradient), see
+    :func:`fusedkd.cross_entropy_loss`: ``ℓ_i = lse(s_i) − s_iy``.
+
+    Args:
+        reduction: ``"batchmean"`` (default), ``"sum"`` or ``"none"``.
+        ignore_index: label of the rows that count for nothing (default -100).
+
+    ``forward(student_logits, target, num_items_in_batch=None)`` → the loss (fp32; fp64 for fp64 logits).
+    """
+
+    _op, _fields = "cross_entropy", ("reduction", "ignore_index")
+
+    def __init__(self, reduction: str = "batchmean", ignore_index: int = -100) -> None:
+        super().__init__(reduction=reduction, ignore_index=ignore_index)
+
+    def forward(self, student_logits: torch.Tensor, target: torch.Tensor,
+                num_items_in_batch: int | torch.Tensor | None = None) -> torch.Tensor:
+        return F.cross_entropy_loss(student_logits, target, **self._hyper(), num_items_in_batch=num_items_in_batch)
+
+
+class TfNKDLoss(_LossModule):
+    """Teacher-free NKD (the NKD paper's v1, cls_KD), see :func:`fusedkd.tfnkd_loss`:
+    ``ℓ_i = −w_i log p_i``, ``w_i = p_i + 1 − mean_j p_j`` (detached).
+
+    Args:
+        reduction: ``"batchmean"`` (default), ``"sum"`` or ``"none"``.
+        ignore_index: label of the rows that count for nothing (default -100).
+
+    ``forward(student_logits, target)`` → the loss (fp32; fp64 for fp64 logits).
+    """
+
+    _op, _fields = "cross_entropy", ("reduction", "ignore_index")
+
+    def __init__(self, reduction: str = "batchmean", ignore_index: int = -100) -> None:
+        super().__init__(reduction=reduction, ignore_index=ignore_index)
+
+    def forward(self, student_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.tfnkd_loss(student_logits, target, **self._hyper())

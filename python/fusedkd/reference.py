@@ -29,7 +29,7 @@ except ImportError:  # loaded from its file without the package (tests/python/te
     _check_reduction = _checks_module.reduction
 
 __all__ = ["kd_loss", "dkd_loss", "nkd_loss", "uskd_loss", "rld_loss", "forward_kl_loss", "reverse_kl_loss", "jsd_loss",
-           "tvd_loss", "topk_kd_loss", "reduce_rows"]
+           "tvd_loss", "topk_kd_loss", "cross_entropy_loss", "tfnkd_loss", "reduce_rows"]
 
 
 def reduce_rows(row_loss: torch.Tensor, reduction: str, counted: torch.Tensor | int | None = None) -> torch.Tensor:
@@ -418,4 +418,48 @@ def topk_kd_loss(student_logits: torch.Tensor, teacher_topk_logprobs: torch.Tens
     row = _x_log_x_over_y(log_p, log_q)
     y = None if labels is None else labels.reshape(-1)
     loss = _reduce_tokens(row, y, reduction, ignore_index, num_items_in_batch)
+    return loss.reshape(student_logits.shape[:-1]) if reduction == "none" else loss
+
+
+def cross_entropy_loss(student_logits: torch.Tensor, target: torch.Tensor, reduction: str = "batchmean",
+                       ignore_index: int = -100, num_items_in_batch: int | torch.Tensor | None = None) -> torch.Tensor:
+    """``F.cross_entropy`` per row (``reduction="none"``), rows equal to ``ignore_index`` 0, reduced as the
+    other losses (``"batchmean"`` over the counted rows, or ``/ num_items_in_batch``)."""
+    c = student_logits.shape[-1]
+    s = _acc(student_logits).reshape(-1, c)
+    y = target.reshape(-1)
+    row = F.cross_entropy(s, y.long(), reduction="none", ignore_index=ignore_index)
+    loss = _reduce_tokens(row, y, reduction, ignore_index, num_items_in_batch)
+    return loss.reshape(student_logits.shape[:-1]) if reduction == "none" else loss
+
+
+def tfnkd_loss(student_logits: torch.Tensor, target: torch.Tensor, reduction: str = "batchmean",
+               ignore_index: int = -100) -> torch.Tensor:
+    """tf-NKD as cls_KD's classification_distiller.py computed it (commits 8a16562 … de48db4;
+    ../shared/spec/losses.md): ``log p = log_softmax(s)`` at the label, ``w = p + 1 − mean(p)`` detached,
+    ``ℓ_i = −w_i log p_i``, ``"batchmean"`` = ``Σ_i ℓ_i / N``. Soft labels ``[N, C]``: ``value, label =
+    sort(gt, descending)``; for the top two columns ``w = p + value − mean(p)`` (0 where value = 0),
+    ``−mean_i w log p`` each, summed. ``ignore_index`` rows (hard labels) count for nothing, their p
+    excluded from the mean."""
+    c = student_logits.shape[-1]
+    log_p_all = F.log_softmax(_acc(student_logits).reshape(-1, c), dim=-1)
+    if target.is_floating_point() and target.dim() == student_logits.dim():
+        value, label = target.reshape(-1, c).to(log_p_all.dtype).sort(dim=-1, descending=True)
+        row = torch.zeros(log_p_all.shape[0], dtype=log_p_all.dtype, device=log_p_all.device)
+        for k in (0, 1):
+            log_p = log_p_all.gather(1, label[:, k:k + 1]).squeeze(1)
+            p = log_p.detach().exp()
+            v = value[:, k]
+            w = torch.where(v != 0, p + v - p.mean(), torch.zeros_like(p))
+            row = row - w * log_p
+        loss = reduce_rows(row, reduction)
+        return loss.reshape(student_logits.shape[:-1]) if reduction == "none" else loss
+    y = target.reshape(-1)
+    valid, safe = _valid_rows(y, ignore_index)
+    log_p = log_p_all.gather(1, safe[:, None]).squeeze(1)
+    p = torch.where(valid, log_p.detach().exp(), torch.zeros_like(log_p))
+    counted = valid.sum()
+    w = torch.where(valid, p + 1 - p.sum() / counted.clamp_min(1), torch.zeros_like(p))
+    row = torch.where(valid, -w * log_p, torch.zeros_like(log_p))
+    loss = reduce_rows(row, reduction, counted)
     return loss.reshape(student_logits.shape[:-1]) if reduction == "none" else loss

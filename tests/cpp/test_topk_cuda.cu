@@ -186,4 +186,38 @@ TEST(TopKCudaEdges, IndexOutOfRangeMakesItsRowNaNAndZeroRowsGiveZero) {
   EXPECT_EQ(one.get()[0], 0.0f);
 }
 
+TEST(TopKCudaEdges, SmallGhostTailIsSummedOverTheComplementAsOnTheCpu) {
+  // The student's mass outside K about 1e-6: float32 off-K gradients q_j (1 − G/(1 − Q_K)) agree with the
+  // CPU's to their own relative accuracy only if both sum the complement (the estimate is off by ~10%).
+  SKIP_WITHOUT_GPU();
+  const int64_t N = 2, V = 3000, k = 8;
+  vector<float> s(N * V), lp(N * k);
+  vector<int64_t> idx(N * k);
+  for (int64_t i = 0; i < N; ++i) {
+    for (int64_t j = 0; j < V; ++j) s[i * V + j] = j < k ? 20.0f + 0.1f * float(j + i) : std::sin(float(j * (i + 1)));
+    for (int64_t e = 0; e < k; ++e) {
+      idx[i * k + e] = e;
+      lp[i * k + e] = std::log((1 - 1e-3f) / float(k));
+    }
+  }
+  TopKKDParams p;
+  vector<float> cpu_grad(N * V), cpu_rows(N);
+  cpu::topk_kd(p, TopKView<float, float, int64_t>{s.data(), V, lp.data(), k, idx.data(), k, N, V, k},
+               LabelsView<int64_t>{}, Reduction::None, RowOutputs<float, float>{cpu_rows.data(), cpu_grad.data(), V, 1.0f});
+  Dev<float> ds(s), dlp(lp), dloss(N), dgrad(N * V);
+  Dev<int64_t> didx(idx);
+  Dev<unsigned char> ws(cuda::topk_kd_workspace_size<float>(N));
+  cuda::topk_kd<float>(p, TopKView<float, float, void>{ds.p, V, dlp.p, k, nullptr, k, N, V, k},
+                       cuda::TopKDeviceIndices{didx.p, false, k}, cuda::DeviceLabels{}, Reduction::None,
+                       cuda::DeviceOutputs<float, float>{dloss.p, dgrad.p, V},
+                       cuda::Workspace{ws.p, cuda::topk_kd_workspace_size<float>(N)}, nullptr);
+  ASSERT_EQ(cudaSuccess, cudaDeviceSynchronize());
+  const vector<float> loss = dloss.get(), grad = dgrad.get();
+  for (int64_t i = 0; i < N; ++i) {
+    EXPECT_NEAR(loss[i], cpu_rows[i], 1e-5 * cpu_rows[i]);
+    for (int64_t j = k; j < V; ++j)
+      ASSERT_NEAR(grad[i * V + j], cpu_grad[i * V + j], 1e-4 * std::abs(cpu_grad[i * V + j])) << i << ", " << j;
+  }
+}
+
 }  // namespace

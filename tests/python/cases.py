@@ -46,7 +46,7 @@ class Case:
         s.requires_grad_(requires_grad)
         if self.n_diff > 1:
             second.requires_grad_(requires_grad)
-        args = [s, second]
+        args = [s, second] if self.has_teacher else [s]
         if self.has_target:
             args.append(y)
         return args
@@ -93,6 +93,11 @@ CASES += [
     Case("tvd_cap_t2", fusedkd.tvd_loss, reference.tvd_loss, min_classes=1, kwargs=dict(temperature=2.0, softcap=3.0)),
 ]
 
+# Teacher-free: the student's hard-label cross-entropy (tf-NKD's row program).
+CASES += [
+    Case("cross_entropy", fusedkd.cross_entropy_loss, reference.cross_entropy_loss, has_teacher=False, min_classes=1),
+]
+
 CASE_IDS = [c.name for c in CASES]
 # The loss op behind each case (fusedkd._specs.LOSS_OPS: one line per op, naming its function).
 from fusedkd._specs import LOSS_OPS  # noqa: E402
@@ -106,7 +111,9 @@ def label_name(case) -> str:
 
     return OP_ARGS[SPEC_OF[case.name].name].labels
 LABELLED = [c for c in CASES if c.has_target]
-WITH_TEMPERATURE = [c for c in CASES if not c.name.startswith("uskd")]  # USKD has no temperature
+# USKD and the cross-entropy have no temperature.
+WITH_TEMPERATURE = [c for c in CASES if not c.name.startswith("uskd") and c.name != "cross_entropy"]
+WITH_SECOND = [c for c in CASES if c.has_teacher]  # a second logits input (teacher or weak logits)
 WITH_MODULE = [c for c in CASES if not c.name.startswith("uskd")]  # USKDLoss owns a linear layer
 # USKD's gradient treats its soft target (a batch statistic of the student) and its Zipf weights
 # (a ranking of the student) as constants, exactly as the reference detaches them: it is not the

@@ -29,6 +29,8 @@ def _run(case, args):
 @pytest.mark.parametrize("where", ["student", "second"])
 def test_nan_or_inf_makes_the_row_nan(case, dtype, C, value, where):
     # one row at a time for USKD: a student NaN reaches every row through the batch mean of p_s,y²
+    if where == "second" and not case.has_teacher:
+        pytest.skip("a teacher-free loss has no second logits input")
     args = case.inputs(3, C, dtype=dtype, requires_grad=False)
     k = 0 if where == "student" else 1
     x = args[k].detach().clone()
@@ -59,7 +61,7 @@ def test_nan_or_inf_makes_the_row_nan(case, dtype, C, value, where):
 def test_equal_rows_give_no_negative_loss(case, C):
     s = torch.randn(64, C, generator=torch.Generator().manual_seed(C), dtype=torch.float64) * 4
     s = s.float()
-    args = [s, s.clone()] + ([torch.randint(0, C, (64,))] if case.has_target else [])
+    args = [s] + ([s.clone()] if case.has_teacher else []) + ([torch.randint(0, C, (64,))] if case.has_target else [])
     loss = case.call(case.fused, args, reduction="none")
     assert (loss >= 0).all(), loss.min()
 
@@ -68,7 +70,7 @@ def test_equal_rows_give_no_negative_loss(case, C):
 def test_huge_logits_never_give_a_negative_loss(case):
     g = torch.Generator().manual_seed(1)
     args = case.inputs(16, 13, requires_grad=False)
-    for k in (0, 1):
+    for k in (0, 1) if case.has_teacher else (0,):
         sign = torch.randint(0, 2, args[k].shape, generator=g) * 2 - 1
         args[k] = sign * 3e38 * (0.5 + 0.5 * torch.rand(args[k].shape, generator=g))
     loss = case.call(case.fused, args, reduction="none")

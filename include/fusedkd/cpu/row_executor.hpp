@@ -98,7 +98,6 @@ FUSEDKD_LANES_INLINE void run_rows_lanes(const Params& params, const LogitsView<
                                          const LabelsView<TL>& labels, const RowOutputs<float, TG>& out,
                                          std::int64_t row_begin, std::int64_t row_end) {
   using L = Loss<float>;
-  static_assert(L::uses_teacher, "the row-local losses read a teacher row");
   const std::int64_t C = x.cols;
   if (C < W) return run_rows_scalar<Loss>(params, x, labels, out, row_begin, row_end);
   std::vector<float> scratch(out.grad ? std::size_t(kLaneRowScratchPerColumn * C) : 0);
@@ -106,7 +105,12 @@ FUSEDKD_LANES_INLINE void run_rows_lanes(const Params& params, const LogitsView<
                                                               FUSEDKD_LANES_INLINE_LAMBDA {
     const typename L::Context ctx(params, gather_row_input<float>(s, t, labels.label(i)));
     const auto load_s = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return load_lanes<W>(s + j); };
-    const auto load_t = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA { return load_lanes<W>(t + j); };
+    const auto load_t = [&](std::int64_t j) FUSEDKD_LANES_INLINE_LAMBDA {
+      if constexpr (L::uses_teacher)
+        return load_lanes<W>(t + j);
+      else
+        return FloatLanes<W>(0.0f);  // a teacher-free loss reads no teacher
+    };
     const typename L::Row r = LaneRow<L>::template run<W>(ctx, C, load_s, load_t, g, out.grad_scale, scratch.data());
     if (out.row_loss) out.row_loss[i] = r.loss;
   });
@@ -129,7 +133,7 @@ template <template <class> class Loss, class... Args> void run_rows_baseline(con
 template <template <class> class Loss, class Params, class TS, class TT, class TL, class A, class TG>
 void run_rows(const Params& params, const LogitsView<TS, TT>& x, const LabelsView<TL>& labels,
               const RowOutputs<A, TG>& out, std::int64_t row_begin, std::int64_t row_end) {
-  if constexpr (std::is_same_v<A, float> && Loss<A>::uses_teacher && is_lane_element<TS> && is_lane_element<TT>) {
+  if constexpr (std::is_same_v<A, float> && is_lane_element<TS> && is_lane_element<TT>) {
     detail::with_lanes([&](auto w) FUSEDKD_LANES_INLINE_LAMBDA {
       detail::run_rows_lanes<Loss, decltype(w)::value>(params, x, labels, out, row_begin, row_end);
     });

@@ -111,7 +111,7 @@ void launch_row_local(const Params& params, const LogitsView<TS, TT>& x, const D
           std::string(label_name_of<L>::value) + ": this loss needs labels");
   require(out.loss != nullptr, "loss: null output pointer");
   require(out.grad == nullptr || x.rows <= 1 || out.grad_row_stride >= x.cols, "grad_student: row stride < C");
-  require(x.rows <= 1 || (x.student_row_stride >= x.cols && x.teacher_row_stride >= x.cols),
+  require(x.rows <= 1 || (x.student_row_stride >= x.cols && (!L::uses_teacher || x.teacher_row_stride >= x.cols)),
           "student_logits/teacher_logits: row stride < C (columns must be contiguous and rows disjoint)");
   detail::check_elem_aligned(x.student, "student_logits");
   detail::check_elem_aligned(x.teacher, "teacher_logits");
@@ -127,6 +127,12 @@ void launch_row_local(const Params& params, const LogitsView<TS, TT>& x, const D
   a.s_stride = x.student_row_stride;
   a.t = x.teacher;
   a.t_stride = x.teacher_row_stride;
+  if constexpr (!L::uses_teacher && std::is_same<TS, TT>::value) {
+    if (a.t == nullptr) {  // a teacher-free loss: the kernels' teacher loads read the student (unused)
+      a.t = x.student;
+      a.t_stride = x.student_row_stride;
+    }
+  }
   a.labels = labels.data;  // null: every row counts
   a.labels_int32 = labels.is_int32 ? 1 : 0;
   a.ignore_index = labels.ignore_index;

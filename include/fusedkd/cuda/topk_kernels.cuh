@@ -5,7 +5,9 @@
 //      gradient: q_j c_out over the whole row, a barrier, and the k entries of K rewritten.
 //   3. reduce_rows_kernel (batchmean, sum).
 // Indices are never read on the host: an index outside [0, V) makes its row's loss and gradient NaN.
-// 1 − Q_K is the estimate −expm1(log Q_K) (the CPU sums the complement exactly below 1/16).
+// 1 − Q_K: as on the CPU, the estimate −expm1(log Q_K), summed exactly over the complement when a ghost
+// tail is below 1/16 (K marked in a shared bitmap; rows of at most 2^18 columns, wider ones keep the
+// estimate).
 // Duplicate indices within a row are not detected here (the CPU op raises): such a row counts the
 // entry twice in the loss and its gradient entry is one of the two writes.
 #pragma once
@@ -28,6 +30,10 @@ namespace fusedkd::cuda {
 
 struct TopKKernelTraits {
   static constexpr int kThreads = 256;  // one block per row
+  // Rows up to this many columns sum a small ghost tail exactly, with K marked in a shared bitmap
+  // (32 KiB); wider rows keep the estimate −expm1(log Q_K).
+  static constexpr std::int64_t kExactTailMaxCols = std::int64_t(1) << 18;
+  static constexpr int kMarkWords = int(kExactTailMaxCols / 32);
 };
 
 // The teacher's indices as the device reads them: int64 or int32 (a runtime flag, one instantiation).
@@ -60,7 +66,9 @@ template <class TS, class A> struct TopKDeviceArgs {
 template <class TS, class A>
 __global__ void __launch_bounds__(TopKKernelTraits::kThreads)
     topk_kd_kernel(const TopKKDParams p, const TopKDeviceArgs<TS, A> a) {
+  using Tr = TopKKernelTraits;
   FUSEDKD_SHARED(storage, BlockReduceStorage<sizeof(TopKGather<A>)>);
+  FUSEDKD_SHARED(mark, unsigned[Tr::kMarkWords]);  // K of the row, for its exact tail
   const std::int64_t i = blockIdx.x;
   const int tid = int(threadIdx.x), nt = int(blockDim.x);
   const std::int64_t C = a.cols;
@@ -99,7 +107,26 @@ __global__ void __launch_bounds__(TopKKernelTraits::kThreads)
   }
   gather = block_all_reduce(gather, storage);
   bad = block_all_reduce(bad, storage);
-  TopKRow<A> r = topk_finalize(TopKTail(p.tail), n, gather, -expm1_(topk_log_q_k(n, gather)));
+  // 1 − Q_K: −expm1(log Q_K), or, for a small ghost tail, Σ_{j∉K} e^{z_j − m} / z over the complement
+  // (fp64, a fixed-order block reduction), K marked in the shared bitmap. Uniform over the block.
+  A one_minus_q = -expm1_(topk_log_q_k(n, gather));
+  if (TopKTail(p.tail) == TopKTail::Ghost && one_minus_q < A(kTopKExactTailBelow) && !bad && n.log_z == n.log_z &&
+      C <= Tr::kExactTailMaxCols) {
+    const int words = int((C + 31) / 32);
+    for (int w = tid; w < words; w += nt) mark[w] = 0u;
+    __syncthreads();
+    for (std::int64_t e = tid; e < a.k; e += nt) {
+      const long long j = read_label(a.indices, a.indices_int32, i * a.idx_stride + e);
+      atomicOr(&mark[j >> 5], 1u << (j & 31));
+    }
+    __syncthreads();
+    double rest = 0.0;
+    for (std::int64_t j = tid; j < C; j += nt)
+      if (!((mark[j >> 5] >> (j & 31)) & 1u)) rest += double(exp_(ctx.z(A(load_elem(s + j))) - n.m));
+    rest = block_all_reduce(rest, storage);
+    one_minus_q = A(rest / double(exp_(n.log_z)));
+  }
+  TopKRow<A> r = topk_finalize(TopKTail(p.tail), n, gather, one_minus_q);
   if (bad) r.loss = r.c_out = r.c_in = quiet_nan<A>();
   if (tid == 0) a.row_loss[i] = r.loss;
   if (g == nullptr) return;

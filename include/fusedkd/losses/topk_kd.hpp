@@ -13,8 +13,8 @@
 //       ℓ = Σ_K p_k (log p_k − log q_k) + G (log G − log R)
 //       r = G / (1 − Q_K) (0 where the clamp of R is active: no gradient through it)
 //       c_out = P_K − r Q_K,  c_in = c_out + r
-//     1 − Q_K = −expm1(log Q_K), log Q_K = lse_K(z) − lse(z), not 1 − Σ_K q_k; below 1/16 the CPU
-//     executor sums the complement Σ_{j∉K} e^{z_j − m} exactly instead (the GPU keeps the estimate).
+//     1 − Q_K = −expm1(log Q_K), log Q_K = lse_K(z) − lse(z), not 1 − Σ_K q_k; below 1/16 the
+//     executors sum the complement Σ_{j∉K} e^{z_j − m} exactly instead (the GPU for V ≤ 2^18).
 //   Renormalize (the spec; no anchor does exactly this): the teacher renormalized over K,
 //     w = p̂ = p / P_K, the student over its full vocabulary: ℓ = Σ_K p̂ (log p̂ − log q), c_out = c_in = 1.
 //   RenormalizeBoth (Model-Optimizer TopKLogitsKLLoss on a given K; TRL server distillation with
@@ -91,7 +91,8 @@ template <class A> FUSEDKD_HD_INLINE A topk_log_q_k(const LogNormalizer<A>& n, c
   return (g.student.m - n.m) + (log_(g.student.z) - n.log_z);
 }
 
-// Below this estimate of 1 − Q_K the CPU executor sums the complement exactly (topk_rows.hpp): the
+// Below this estimate of 1 − Q_K the executors sum the complement exactly (topk_rows.hpp,
+// topk_kernels.cuh): the
 // estimate −expm1(log Q_K) carries the rounding of the two accumulated sums, ≈ ε·Q_K/(1 − Q_K) relative.
 constexpr double kTopKExactTailBelow = 1.0 / 16;
 

@@ -38,6 +38,14 @@ constexpr int warpSize = int(::fusedkd::simt::Limits::kWarpSize);
 
 template <class T> inline T __ldg(const T* p) { return *p; }
 
+// Atomics: the fibers of a launch run one at a time on one OS thread and switch only at barriers and
+// shuffles, so a read-modify-write is atomic as it stands. Returns the old value, as CUDA's.
+inline unsigned atomicOr(unsigned* address, unsigned value) {
+  const unsigned old = *address;
+  *address = old | value;
+  return old;
+}
+
 namespace fusedkd::simt::detail {
 template <class T> inline T shuffle_value(ShuffleKind kind, unsigned mask, T v, int arg, int width, const char* file,
                                           int line) {
