@@ -47,15 +47,35 @@ from fusedkd._ops import OP_ARGS  # noqa: E402
 from fusedkd._specs import LOSS_OPS  # noqa: E402
 
 
+# Top-k KD's sparse teacher, from the dense teacher logits of a shape: the top TOPK_K log-probabilities
+# and their indices (made once per teacher tensor, outside the timed region).
+TOPK_K = 64
+_TOPK_CACHE: dict = {}
+
+
+def _topk_teacher(t):
+    key = (t.data_ptr(), tuple(t.shape))
+    if key not in _TOPK_CACHE:
+        _TOPK_CACHE.clear()
+        with torch.no_grad():
+            _TOPK_CACHE[key] = torch.log_softmax(t.float(), -1).topk(min(TOPK_K, t.shape[-1]), dim=-1)
+    return _TOPK_CACHE[key]
+
+
 def _call_of(op, **kwargs):
     """call(module, s, t, w, y) of one loss op, its inputs as its schema names them: the teacher or
-    the weak logits second, the labels third when it takes them."""
+    the weak logits second (none for a teacher-free loss; top-k KD: the teacher's top-k log-probabilities
+    and indices), the labels last when it takes them."""
     spec = OP_ARGS[op.name]
     weak = spec.second == "weak_logits"
     takes_labels = spec.labels is not None
 
     def call(m, s, t, w, y):
-        return getattr(m, op.function)(s, w if weak else t, *((y,) if takes_labels else ()), **kwargs)
+        if op.name == "topk_kd":
+            second = tuple(_topk_teacher(t))
+        else:
+            second = () if spec.second is None else (w if weak else t,)
+        return getattr(m, op.function)(s, *second, *((y,) if takes_labels else ()), **kwargs)
 
     return op.function, call
 

@@ -69,6 +69,20 @@ void check_on_cuda(const Tensor& student, const Tensor& second, const char* seco
   if (target) check_same_cuda_device(student, *target, target_name);
 }
 
+// Allocates the workspace a call needs (`bytes()`) through torch's allocator, points the call at it and
+// enqueues it (`run()`); an error of the kernels' API becomes the op's error.
+template <class Call, class Bytes, class Run> void run_with_workspace(const Tensor& like, Call& c, Bytes&& bytes, Run&& run) {
+  try {
+    const std::size_t ws_bytes = bytes();
+    Tensor workspace = torch::stable::new_empty(like, {int64_t(ws_bytes)}, ScalarType::Byte);
+    c.workspace = workspace.data_ptr();
+    c.workspace_bytes = ws_bytes;
+    run();
+  } catch (const Error& e) {
+    fail(user_message(e));
+  }
+}
+
 // The CUDA op of every loss: a LossCall over (student, second logits, optional labels) with
 // outputs allocated like the CPU op's and a workspace tensor, then kernels::run<Loss>.
 // Returns (loss, grad_student) or, with weak logits, (loss, grad_student, grad_weak).
@@ -113,15 +127,8 @@ struct CudaLoss {
       }
     }
     c.stream = current_cuda_stream(student.get_device_index());
-    try {
-      const std::size_t ws_bytes = kernels::workspace_size<Loss>(a.params, c);
-      Tensor workspace = torch::stable::new_empty(student, {int64_t(ws_bytes)}, ScalarType::Byte);
-      c.workspace = workspace.data_ptr();
-      c.workspace_bytes = ws_bytes;
-      kernels::run<Loss>(a.params, c);
-    } catch (const Error& e) {
-      fail(user_message(e));
-    }
+    run_with_workspace(student, c, [&] { return kernels::workspace_size<Loss>(a.params, c); },
+                       [&] { kernels::run<Loss>(a.params, c); });
     if constexpr (weak)
       return std::tuple<Tensor, Tensor, Tensor>{loss, grad, grad2};
     else
@@ -138,25 +145,20 @@ struct CudaTopK {
     check_same_cuda_device(a.student, a.indices, "teacher_topk_indices");
     if (a.labels) check_same_cuda_device(a.student, *a.labels, "labels");
     torch::stable::accelerator::DeviceGuard guard(a.student.get_device_index());
-    const Tensor student = topk_rows_of(a.student);
-    const Tensor logprobs = topk_rows_of(a.logprobs);
-    const Tensor indices = topk_rows_of(a.indices);
-    const int64_t N = student.size(0), V = student.size(1), k = logprobs.size(1);
-    Tensor loss = new_loss(student, a.reduction);
-    Tensor grad = new_grad(student, a.compute_grad);
+    TopKTensors io(a);
     kernels::TopKCall c;
-    c.rows = N;
-    c.cols = V;
-    c.k = k;
-    c.student = student.data_ptr();
-    c.student_dtype = dtype_of(student);
-    c.student_row_stride = N > 0 ? student.stride(0) : V;
-    c.logprobs = logprobs.data_ptr();
-    c.logprobs_row_stride = N > 0 ? logprobs.stride(0) : k;
-    c.indices = indices.data_ptr();
-    c.indices_int32 = indices.scalar_type() == ScalarType::Int;
-    c.indices_row_stride = N > 0 ? indices.stride(0) : k;
-    Tensor labels = student;  // placeholder when there are no labels
+    c.rows = io.N;
+    c.cols = io.V;
+    c.k = io.k;
+    c.student = io.student.data_ptr();
+    c.student_dtype = dtype_of(io.student);
+    c.student_row_stride = io.student_stride();
+    c.logprobs = io.logprobs.data_ptr();
+    c.logprobs_row_stride = io.logprobs_stride();
+    c.indices = io.indices.data_ptr();
+    c.indices_int32 = io.indices.scalar_type() == ScalarType::Int;
+    c.indices_row_stride = io.indices_stride();
+    Tensor labels = io.student;  // placeholder when there are no labels
     if (a.labels) {
       labels = contiguous_1d(*a.labels);
       c.labels = labels.data_ptr();
@@ -164,22 +166,15 @@ struct CudaTopK {
       c.ignore_index = a.ignore_index;
     }
     c.reduction = a.reduction;
-    c.loss = loss.data_ptr();
+    c.loss = io.loss.data_ptr();
     if (a.compute_grad) {
-      c.grad = grad.data_ptr();
-      c.grad_row_stride = V;
+      c.grad = io.grad.data_ptr();
+      c.grad_row_stride = io.V;
     }
-    c.stream = current_cuda_stream(student.get_device_index());
-    try {
-      const std::size_t ws_bytes = kernels::topk_kd_workspace_size(a.params, c);
-      Tensor workspace = torch::stable::new_empty(student, {int64_t(ws_bytes)}, ScalarType::Byte);
-      c.workspace = workspace.data_ptr();
-      c.workspace_bytes = ws_bytes;
-      kernels::topk_kd(a.params, c);
-    } catch (const Error& e) {
-      fail(user_message(e));
-    }
-    return {loss, grad};
+    c.stream = current_cuda_stream(io.student.get_device_index());
+    run_with_workspace(io.student, c, [&] { return kernels::topk_kd_workspace_size(a.params, c); },
+                       [&] { kernels::topk_kd(a.params, c); });
+    return {io.loss, io.grad};
   }
 };
 

@@ -21,21 +21,19 @@ int64_t topk_grain_rows(int64_t cols) { return std::max<int64_t>(1, (int64_t(1) 
 
 struct CpuTopK {
   static std::tuple<Tensor, Tensor> run(const TopKArgs& a) {
-    const Tensor student = topk_rows_of(a.student);
-    const Tensor logprobs = topk_rows_of(a.logprobs);
-    const Tensor indices = topk_rows_of(a.indices);
-    const int64_t N = student.size(0), V = student.size(1), k = logprobs.size(1);
-    Tensor loss = new_loss(student, a.reduction);
-    Tensor grad = new_grad(student, a.compute_grad);
+    TopKTensors io(a);
+    const Tensor &student = io.student, &logprobs = io.logprobs, &indices = io.indices;
+    Tensor &loss = io.loss, &grad = io.grad;
+    const int64_t N = io.N, V = io.V, k = io.k;
     dispatch_one(student.scalar_type(), [&](auto ts) {
       using TS = typename decltype(ts)::type;
       using A = acc_t<TS>;
       using TG = grad_t<TS>;
       auto with_index = [&](auto ti) {
         using TI = typename decltype(ti)::type;
-        const TopKView<TS, A, TI> x{static_cast<const TS*>(student.data_ptr()), N > 0 ? student.stride(0) : V,
-                                    static_cast<const A*>(logprobs.data_ptr()), N > 0 ? logprobs.stride(0) : k,
-                                    static_cast<const TI*>(indices.data_ptr()), N > 0 ? indices.stride(0) : k, N, V, k};
+        const TopKView<TS, A, TI> x{static_cast<const TS*>(student.data_ptr()), io.student_stride(),
+                                    static_cast<const A*>(logprobs.data_ptr()), io.logprobs_stride(),
+                                    static_cast<const TI*>(indices.data_ptr()), io.indices_stride(), N, V, k};
         auto with_labels = [&](auto tl, const void* label_ptr) {
           using TL = typename decltype(tl)::type;
           const LabelsView<TL> labels{static_cast<const TL*>(label_ptr), a.ignore_index};

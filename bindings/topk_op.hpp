@@ -98,8 +98,25 @@ inline TopKArgs unbox_topk_args(StableIValue* stack, std::uint64_t num_args) {
   return a;
 }
 
-// Rows with contiguous columns (a copy only when they are not).
-inline Tensor topk_rows_of(const Tensor& x) { return with_unit_column_stride(x); }
+// The inputs with contiguous columns (a copy only where they are not), their sizes, and the outputs
+// allocated as every loss op's: what the CPU and the CUDA implementation both start from.
+struct __attribute__((visibility("hidden"))) TopKTensors {
+  Tensor student, logprobs, indices, loss, grad;
+  std::int64_t N, V, k;
+  explicit TopKTensors(const TopKArgs& a)
+      : student(with_unit_column_stride(a.student)),
+        logprobs(with_unit_column_stride(a.logprobs)),
+        indices(with_unit_column_stride(a.indices)),
+        loss(new_loss(student, a.reduction)),
+        grad(new_grad(student, a.compute_grad)),
+        N(student.size(0)),
+        V(student.size(1)),
+        k(logprobs.size(1)) {}
+  // Row strides; a batch of no rows reports its width.
+  std::int64_t student_stride() const { return N > 0 ? student.stride(0) : V; }
+  std::int64_t logprobs_stride() const { return N > 0 ? logprobs.stride(0) : k; }
+  std::int64_t indices_stride() const { return N > 0 ? indices.stride(0) : k; }
+};
 
 // The boxed kernel: Run::run(args) returns (loss, grad_student).
 template <class Run> void boxed_topk(StableIValue* stack, std::uint64_t num_args, std::uint64_t num_outputs) {

@@ -20,26 +20,13 @@
 #include <fusedkd/cuda/fusedkd_cuda.cuh>
 #include <fusedkd/fusedkd.hpp>
 
+#include "cuda_test_support.hpp"
+
 using namespace fusedkd;
 using std::int64_t;
 using std::vector;
 
 namespace {
-
-bool has_cuda_device() {
-  int n = 0;
-  const cudaError_t e = cudaGetDeviceCount(&n);
-  if (e != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return n > 0;
-}
-
-#define SKIP_WITHOUT_GPU()                                                                         \
-  do {                                                                                             \
-    if (!has_cuda_device()) GTEST_SKIP() << "no CUDA device: the CUDA executor tests need a GPU"; \
-  } while (0)
 
 #define CUDA_OK(expr) ASSERT_EQ(cudaSuccess, (expr)) << #expr << ": " << cudaGetErrorString(cudaGetLastError())
 

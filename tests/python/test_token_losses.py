@@ -349,3 +349,26 @@ def test_modules_are_the_functions(module, fn, kw):
     for name, value in kw.items():
         assert f"{name}={value!r}" in repr(m)
     assert "softcap=None" in repr(module()) or "softcap" in kw
+
+
+# ----------------------------------------------------------------------------- the anchor itself, where installed
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.1, 0.5, 0.9, 1.0])
+@pytest.mark.parametrize("tau", [0.5, 1.0, 2.0])
+def test_jsd_matches_trl_generalized_jsd_loss_when_installed(beta, tau):
+    """TRL's own GKDTrainer.generalized_jsd_loss (trl is not a dependency: skipped without it), values and
+    gradients in float64, with ignored tokens (its "batchmean" with labels divides by the counted tokens,
+    as fusedkd's)."""
+    gkd = pytest.importorskip("trl.experimental.gkd", reason="TRL is not installed (optional anchor)")
+    g = torch.Generator().manual_seed(int(beta * 10 + tau * 100))
+    s = torch.randn(48, 300, generator=g, dtype=torch.float64, requires_grad=True)
+    t = torch.randn(48, 300, generator=g, dtype=torch.float64) * 2
+    y = torch.randint(0, 300, (48,), generator=g)
+    y[::5] = -100
+    ours = fusedkd.jsd_loss(s, t, y, beta=beta, temperature=tau)
+    theirs = gkd.GKDTrainer.generalized_jsd_loss(s, t, labels=y, beta=beta, temperature=tau)
+    torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-14)
+    (g_ours,) = torch.autograd.grad(ours, s)
+    (g_theirs,) = torch.autograd.grad(theirs, s)
+    torch.testing.assert_close(g_ours, g_theirs, rtol=1e-10, atol=1e-14)
