@@ -8,6 +8,7 @@ initialisation with each loss, using the reference trainers' recipes:
     DKD    CE + min(epoch/20, 1)·DKD           (mdistiller, warm-up)
     NKD    CE + NKD                            (cls_KD)
     USKD   CE + USKD, teacher-free             (cls_KD; weak head on the student's hidden feature)
+    tf-NKD CE + tf-NKD, teacher-free           (cls_KD, the NKD paper's v1)
     RLD    CE + min(epoch/20, 1)·RLD           (zju-SWJ/RLD: CFG.RLD.CE_WEIGHT = 1, WARMUP = 20)
 
 It prints test accuracy per loss (mean ± std over seeds) and the time of one loss step
@@ -70,6 +71,7 @@ RECIPES = {
     "DKD": ("dkd_loss", lambda s, f, y, t, epoch, u: F.cross_entropy(s, y) + min(epoch / 20, 1.0) * fusedkd.dkd_loss(s, t, y)),
     "NKD": ("nkd_loss", lambda s, f, y, t, epoch, u: F.cross_entropy(s, y) + fusedkd.nkd_loss(s, t, y)),
     "USKD": ("uskd_loss", lambda s, f, y, t, epoch, u: F.cross_entropy(s, y) + u(f, s, y)),  # teacher-free
+    "tf-NKD": ("tfnkd_loss", lambda s, f, y, t, epoch, u: F.cross_entropy(s, y) + fusedkd.tfnkd_loss(s, y)),  # teacher-free
     "RLD": ("rld_loss", lambda s, f, y, t, epoch, u: F.cross_entropy(s, y) + min(epoch / 20, 1.0) * fusedkd.rld_loss(s, t, y)),
     # token-level reverse KL (TRL's beta = 1, no tau^2), used here on classes: CE + KL(student || teacher)
     "Reverse KL": ("reverse_kl_loss", lambda s, f, y, t, epoch, u: F.cross_entropy(s, y) + fusedkd.reverse_kl_loss(s, t, y)),
@@ -115,6 +117,7 @@ def step_times(name: str, shape, repeats: int = 300) -> tuple[float, float]:
         "DKD": lambda m: m.dkd_loss(s, t, y),
         "NKD": lambda m: m.nkd_loss(s, t, y),
         "USKD": lambda m: m.uskd_loss(s, w, y),
+        "tf-NKD": lambda m: m.tfnkd_loss(s, y),
         "RLD": lambda m: m.rld_loss(s, t, y),
         "Reverse KL": lambda m: m.reverse_kl_loss(s, t, y),
     }
