@@ -63,6 +63,15 @@ def test_matches_the_float64_reference_per_dtype(tail, dtype, index_dtype):
     torch.testing.assert_close(gf.double(), gr, **TOL[dtype])
 
 
+@pytest.mark.parametrize("tail", ["ghost", "renormalize_both"])
+def test_a_vocabulary_of_262144(tail):
+    s, lp, idx = make(N=3, V=262144, k=256, dtype=torch.float32, seed=5)
+    lf, gf = value_and_grad(fusedkd.topk_kd_loss, s, lp, idx, tail=tail)
+    lr, gr = value_and_grad(reference.topk_kd_loss, s.detach().double(), lp, idx, tail=tail)
+    torch.testing.assert_close(lf.double(), lr, **TOL[torch.float32])
+    torch.testing.assert_close(gf.double(), gr, **TOL[torch.float32])
+
+
 @pytest.mark.parametrize("tail", TAILS)
 def test_token_shapes_reductions_and_num_items(tail):
     s, lp, idx = make(N=12, V=50, k=5, lead=(3, 4))
