@@ -2,8 +2,9 @@
 
 Each op ``fusedkd::<name>`` is declared once, in C++ (its descriptor in
 ``include/fusedkd/losses/<loss>.hpp`` and its line in ``include/fusedkd/registry.hpp``, from which
-``bindings/`` generates the schema). Its schema says the rest: the logits it takes (``student``, then
-``teacher`` or ``weak``), its labels (``target``, or ``labels`` for the token-level losses; ``Tensor?``
+``bindings/`` generates the schema; top-k KD's is ``bindings/topk_op.hpp``). Its schema says the rest:
+the logits it takes (``student``, then ``teacher`` or ``weak``, or nothing for a teacher-free loss; top-k
+KD: ``teacher_topk_logprobs`` and ``teacher_topk_indices``), its labels (``target``, or ``labels`` for the token-level losses; ``Tensor?``
 when optional), its hyper-parameters with their types, ``reduction``, ``ignore_index`` (with labels),
 ``compute_grad`` and ``grad_private``, and its outputs ``(loss, grad_student[, grad_weak])``: the
 inputs named by the ``grad_<input>`` outputs receive a gradient. ``_ops.py`` reads it once at import
