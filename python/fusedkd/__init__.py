@@ -12,8 +12,10 @@ from . import reference
 from ._ops import HAS_CUDA_KERNELS, ops
 from .functional import (cross_entropy_loss, dkd_loss, forward_kl_loss, jsd_loss, kd_loss, nkd_loss, reverse_kl_loss, rld_loss, tfnkd_loss,
                          topk_kd_loss, tvd_loss, uskd_loss)
-from .modules import (CrossEntropyLoss, DKDLoss, ForwardKLLoss, JSDLoss, KDLoss, NKDLoss, ReverseKLLoss, RLDLoss, TfNKDLoss,
-                      TopKKDLoss, TVDLoss, USKDLoss)
+from . import fused_linear
+from .fused_linear import fused_linear_distillation_loss
+from .modules import (CrossEntropyLoss, DKDLoss, ForwardKLLoss, FusedLinearDistillationLoss, JSDLoss, KDLoss, NKDLoss,
+                      ReverseKLLoss, RLDLoss, TfNKDLoss, TopKKDLoss, TVDLoss, USKDLoss)
 
 __version__ = "0.1.0"
 
@@ -21,4 +23,5 @@ __all__ = [
     "kd_loss", "dkd_loss", "nkd_loss", "uskd_loss", "rld_loss",
     "forward_kl_loss", "reverse_kl_loss", "jsd_loss", "tvd_loss", "topk_kd_loss", "cross_entropy_loss",
     "tfnkd_loss", "KDLoss", "DKDLoss", "NKDLoss", "USKDLoss", "RLDLoss", "ForwardKLLoss", "ReverseKLLoss", "JSDLoss", "TVDLoss", "TopKKDLoss",
-    "CrossEntropyLoss", "TfNKDLoss", "reference", "ops", "HAS_CUDA_KERNELS", "__version__"]
+    "CrossEntropyLoss", "TfNKDLoss", "fused_linear_distillation_loss", "FusedLinearDistillationLoss", "fused_linear",
+    "reference", "ops", "HAS_CUDA_KERNELS", "__version__"]

@@ -714,6 +714,21 @@ def cross_entropy_loss(
         reduction=reduction, ignore_index=ignore_index, num_items_in_batch=num_items_in_batch))
 
 
+def _tfnkd_rows(s: torch.Tensor, target: torch.Tensor, ignore_index: int, mean_p: torch.Tensor | None = None):
+    """tf-NKD's rows ``w_i ce_i`` (0 for ignored rows) and the count of rows that count. ``mean_p``: the
+    batch mean of ``p_i`` when it is known beforehand (the fused linear head, whose chunks each see part
+    of the batch); by default that of these rows."""
+    ce = cross_entropy_loss(s, target, reduction="none", ignore_index=ignore_index)
+    with torch.no_grad():
+        valid = target != ignore_index
+        p = torch.where(valid, torch.exp(-ce), torch.zeros_like(ce))
+        counted = valid.sum()
+        if mean_p is None:
+            mean_p = p.sum() / counted.clamp_min(1)
+        w = torch.where(valid, p + 1 - mean_p, torch.zeros_like(p))
+    return w * ce, counted
+
+
 def tfnkd_loss(
     student_logits: torch.Tensor,
     target: torch.Tensor,
@@ -750,14 +765,7 @@ def tfnkd_loss(
         from . import reference
 
         return reference.tfnkd_loss(s, _check_soft_labels(target, s), reduction, ignore_index)
-    ce = cross_entropy_loss(s, target, reduction="none", ignore_index=ignore_index)
-    with torch.no_grad():
-        valid = target != ignore_index
-        p = torch.where(valid, torch.exp(-ce), torch.zeros_like(ce))
-        counted = valid.sum()
-        mean_p = p.sum() / counted.clamp_min(1)
-        w = torch.where(valid, p + 1 - mean_p, torch.zeros_like(p))
-    rows = w * ce
+    rows, counted = _tfnkd_rows(s, target, ignore_index)
     if reduction == "none":
         return rows
     total = rows.sum()

@@ -18,7 +18,7 @@ from ._checks import reduction as _reduction
 from ._ops import OP_ARGS
 
 __all__ = ["KDLoss", "DKDLoss", "NKDLoss", "USKDLoss", "RLDLoss", "ForwardKLLoss", "ReverseKLLoss", "JSDLoss",
-           "TVDLoss", "TopKKDLoss", "CrossEntropyLoss", "TfNKDLoss"]
+           "TVDLoss", "TopKKDLoss", "CrossEntropyLoss", "TfNKDLoss", "FusedLinearDistillationLoss"]
 
 
 class _LossModule(nn.Module):
@@ -367,3 +367,62 @@ class TfNKDLoss(_LossModule):
 
     def forward(self, student_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.tfnkd_loss(student_logits, target, **self._hyper())
+
+
+class FusedLinearDistillationLoss(nn.Module):
+    """The student's and the teacher's linear heads fused with a fusedkd loss, chunk by chunk, so the
+    ``[tokens, vocab]`` logits never exist in full; see :func:`fusedkd.fused_linear_distillation_loss`.
+    Liger-Kernel's argument names and hard/soft weighting (``LigerFusedLinearJSDLoss``).
+
+    Args:
+        loss: the soft term: ``"kd"``, ``"dkd"``, ``"nkd"``, ``"rld"``, ``"forward_kl"``, ``"reverse_kl"``,
+            ``"jsd"`` (default), ``"tvd"``, ``"topk_kd"`` or ``"tfnkd"``.
+        chunk_size: rows per chunk (default: chosen from V and H, :func:`fusedkd.fused_linear.default_chunk_size`).
+        weight_hard_loss: weight of the student's cross-entropy on the true labels (default 0.5).
+        weight_soft_loss: weight of the soft term (default 0.5).
+        ignore_index: label of the tokens that count for nothing (default -100).
+        reduction: ``"batchmean"`` (default) or ``"sum"``.
+        accumulation_dtype: dtype of the weight-gradient accumulators (default float32).
+        **loss_kwargs: the soft term's hyper-parameters (e.g. ``beta=0.5, temperature=1.0``).
+
+    ``forward(student_input, student_weight, teacher_input, teacher_weight, true_labels, student_bias=None,
+    teacher_bias=None, *, teacher_topk_logprobs=None, teacher_topk_indices=None, num_items_in_batch=None)``
+    → the loss (a float32 scalar; float64 for float64 inputs).
+    """
+
+    def __init__(self, loss: str = "jsd", chunk_size: int | None = None, weight_hard_loss: float = 0.5,
+                 weight_soft_loss: float = 0.5, ignore_index: int = -100, reduction: str = "batchmean",
+                 accumulation_dtype: torch.dtype | None = None, **loss_kwargs) -> None:
+        super().__init__()
+        from . import fused_linear as _fl
+
+        _fl._loss_kwargs(loss, _fl._loss_spec(loss), loss_kwargs)
+        self.loss = loss
+        self.chunk_size = chunk_size
+        self.weight_hard_loss = weight_hard_loss
+        self.weight_soft_loss = weight_soft_loss
+        self.ignore_index = _integer(ignore_index, "ignore_index")
+        self.reduction = reduction
+        self.accumulation_dtype = accumulation_dtype
+        self.loss_kwargs = dict(loss_kwargs)
+
+    def forward(self, student_input: torch.Tensor, student_weight: torch.Tensor, teacher_input: torch.Tensor | None,
+                teacher_weight: torch.Tensor | None, true_labels: torch.Tensor | None,
+                student_bias: torch.Tensor | None = None, teacher_bias: torch.Tensor | None = None, *,
+                teacher_topk_logprobs: torch.Tensor | None = None, teacher_topk_indices: torch.Tensor | None = None,
+                num_items_in_batch: int | torch.Tensor | None = None) -> torch.Tensor:
+        from .fused_linear import fused_linear_distillation_loss
+
+        return fused_linear_distillation_loss(
+            student_input, student_weight, teacher_input, teacher_weight, true_labels, student_bias, teacher_bias,
+            loss=self.loss, weight_hard_loss=self.weight_hard_loss, weight_soft_loss=self.weight_soft_loss,
+            ignore_index=self.ignore_index, chunk_size=self.chunk_size, reduction=self.reduction,
+            num_items_in_batch=num_items_in_batch, accumulation_dtype=self.accumulation_dtype,
+            teacher_topk_logprobs=teacher_topk_logprobs, teacher_topk_indices=teacher_topk_indices,
+            **self.loss_kwargs)
+
+    def extra_repr(self) -> str:
+        args = dict(loss=self.loss, chunk_size=self.chunk_size, weight_hard_loss=self.weight_hard_loss,
+                    weight_soft_loss=self.weight_soft_loss, ignore_index=self.ignore_index, reduction=self.reduction,
+                    accumulation_dtype=self.accumulation_dtype, **self.loss_kwargs)
+        return ", ".join(f"{k}={v!r}" for k, v in args.items())
