@@ -10,7 +10,7 @@
 # Steps: 1. build (from source only); 2. the CUDA GoogleTest suite (8 parallel shards) and the
 # raw-pointer example; 3. compute-sanitizer memcheck and racecheck over every loss on Group /
 # Block / Split shapes; 4. pytest tests/python (CUDA tests included) with the extension on
-# PYTHONPATH; 5. benchmarks/bench.py --device cuda --quick, the C++ CUDA benchmark
+# PYTHONPATH; 5. benchmarks/bench.py and bench_fused_linear.py --device cuda --quick, the C++ CUDA benchmark
 # (bench_cuda_executor, CUDA events) on a subset, and Nsight Compute's speed-of-light / memory
 # sections for KD and the roofline kernel. Every step is time-boxed against an overall budget
 # (BUDGET seconds, default 570) so the summary is always written. Results: OUTDIR/summary.txt
@@ -175,6 +175,10 @@ if [ -f "$ROOT/benchmarks/bench.py" ]; then
 else
   note "SKIP    benchmarks/bench.py (not present)"
 fi
+# The fused linear head against the materialised-logits step (time, peak memory; Liger's chunked JSD
+# when liger_kernel imports) at BT = 8192, V = 128256, H = 4096, bf16.
+step "bench_fused_linear.py --device cuda --quick" 90 "$BENCH_LOG" "$PY" benchmarks/bench_fused_linear.py \
+  --device cuda --quick
 
 if [ -x "$CUDA_BENCH" ]; then
   # Large shapes of the row-local losses against the roofline kernel and the backward's scaling.

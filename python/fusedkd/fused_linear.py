@@ -13,8 +13,9 @@ soft terms are both sums divided by the count of non-ignored labels.
 The tokens are processed in chunks of ``chunk_size`` rows. Per chunk ``c``:
 
 1. the two head GEMMs ``s_c = h_c W_sᵀ + b_s``, ``t_c = g_c W_tᵀ + b_t`` (torch: cuBLAS on the GPU);
-2. the fused ops' loss and ``G_c = ∂(w_hard CE + w_soft ℓ)/∂s_c`` in one pass over ``s_c`` (the
-   closed-form gradient the ops write in the loss's pass; autograd only sums the two terms' rows);
+2. the soft term's fused op on ``(s_c, t_c)``, then the cross-entropy's on ``s_c``: each writes its loss and
+   its closed-form gradient in one pass, and ``G_c = w_soft ∂ℓ/∂s_c + w_hard ∂CE/∂s_c`` is summed in place
+   (``t_c`` is freed after the first, so a chunk holds at most three ``[rows, V]`` buffers);
 3. ``grad_h[c] = G_c W_s``, ``grad_W_s += G_cᵀ h_c``, ``grad_b_s += Σ_rows G_c`` — the weight and bias
    gradients accumulated in ``accumulation_dtype`` (float32 by default).
 
@@ -143,6 +144,15 @@ def _accumulate_mm(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
         acc.addmm_(a.to(acc.dtype), b.to(acc.dtype))
 
 
+def _linear_into(out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias) -> torch.Tensor:
+    """out = x weightᵀ + bias (out: a contiguous block of rows); returned as a tensor of its own (a leaf)."""
+    if bias is None:
+        torch.mm(x, weight.t(), out=out)
+    else:
+        torch.addmm(bias, x, weight.t(), out=out)
+    return out.detach()
+
+
 def _soft_sum(cfg: _Config, s: torch.Tensor, t, y, valid, topk, mean_p) -> torch.Tensor:
     """Σ over the chunk's counted rows of the soft loss ℓ_i (autograd-tracked on s)."""
     spec, kw, ii = cfg.spec, cfg.kwargs, cfg.ignore_index
@@ -186,24 +196,36 @@ def _chunked_forward(cfg: _Config, h_s, W_s, b_s, h_t, W_t, b_t, y, lp, idx, num
     mean_p = None
     if cfg.name == "tfnkd" and cfg.weight_soft != 0:
         mean_p = _batch_mean_p(cfg, h_s, W_s, b_s, y)
+    # The student's logits go into one buffer made once (an out= GEMM; on the CPU a fresh [rows, V]
+    # tensor per chunk is fresh pages from the OS). The teacher's are freed after the soft term, so that
+    # the chunk holds three [rows, V] buffers at most.
+    rows = min(cfg.chunk, N)
+    s_buf = torch.empty((rows, V), dtype=h_s.dtype, device=device) if active and rows else None
     for start in range(0, N if active else 0, cfg.chunk):
         c = slice(start, min(N, start + cfg.chunk))
+        n = c.stop - start
         y_c = None if y is None else y[c]
-        s = torch_F.linear(h_s[c], W_s, b_s).requires_grad_(True)
+        s = _linear_into(s_buf[:n], h_s[c], W_s, b_s).requires_grad_(True)
         t = torch_F.linear(h_t[c], W_t, b_t) if cfg.spec.teacher == "logits" else None
         valid = None if y_c is None else y_c != cfg.ignore_index
-        with torch.enable_grad():
-            total = None
-            if cfg.weight_hard != 0:
-                total = cfg.weight_hard * F.cross_entropy_loss(s, y_c, reduction="sum", ignore_index=cfg.ignore_index)
-            if cfg.weight_soft != 0:
-                soft = cfg.weight_soft * _soft_sum(cfg, s, t, y_c, valid, (lp[c], idx[c]) if lp is not None else None,
-                                                   mean_p)
-                total = soft if total is None else total + soft
-            del t
-            loss += total.detach()
-            (g,) = torch.autograd.grad(total, s)  # G_c: the ops' saved gradients, summed
-        del s, total
+        # One term at a time, each graph freed before the next: the chunk holds at most three [rows, V]
+        # buffers (s and t with the soft term's gradient, then s and G with the hard term's).
+        g = None
+        if cfg.weight_soft != 0:
+            with torch.enable_grad():
+                term = cfg.weight_soft * _soft_sum(cfg, s, t, y_c, valid,
+                                                   (lp[c], idx[c]) if lp is not None else None, mean_p)
+                (g,) = torch.autograd.grad(term, s)  # the op's gradient, scaled in place by w_soft
+            loss += term.detach()
+        del t
+        if cfg.weight_hard != 0:
+            with torch.enable_grad():
+                term = cfg.weight_hard * F.cross_entropy_loss(s, y_c, reduction="sum", ignore_index=cfg.ignore_index)
+                (g_hard,) = torch.autograd.grad(term, s)
+            loss += term.detach()
+            g = g_hard if g is None else g.add_(g_hard)
+            del g_hard
+        del s, term
         if need_input:
             torch.mm(g, W_s, out=grad_input[c])  # grad_h[c] = G_c W_s
         if need_weight:
@@ -211,16 +233,17 @@ def _chunked_forward(cfg: _Config, h_s, W_s, b_s, h_t, W_t, b_t, y, lp, idx, num
         if need_bias:
             grad_bias += g.sum(0, dtype=acc)  # grad_b += Σ_rows G_c
         del g
-    # The divisor D, as a tensor (no synchronization).
+    # 1/D: a Python number when it is known on the host, else a device tensor (no synchronization).
     if cfg.reduction == "sum":
         inv = None
+    elif isinstance(num_items, torch.Tensor):
+        inv = 1.0 / num_items.to(device=device, dtype=loss_dtype)
     elif num_items is not None:
-        inv = 1.0 / (num_items.to(device=device, dtype=loss_dtype) if isinstance(num_items, torch.Tensor)
-                     else torch.tensor(float(num_items), dtype=loss_dtype, device=device))
+        inv = 1.0 / num_items
     elif y is not None:
         inv = 1.0 / (y != cfg.ignore_index).sum().clamp_min(1).to(loss_dtype)
     else:
-        inv = torch.tensor(1.0 / max(N, 1), dtype=loss_dtype, device=device)
+        inv = 1.0 / max(N, 1)
     if inv is not None:
         loss = loss * inv
         if grad_input is not None:

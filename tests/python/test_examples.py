@@ -18,7 +18,7 @@ def test_char_lm_example_runs_and_prints_every_loss(tmp_path):
                    check=True, capture_output=True, text=True, timeout=300)
     rows = [line.split("|")[1:-1] for line in out.read_text().splitlines() if line.startswith("| ") and "---" not in line]
     names = [r[0].strip() for r in rows[1:]]
-    assert names == ["CE", "forward KL", "reverse KL", "JSD", "top-k KD"], names
+    assert names == ["CE", "forward KL", "reverse KL", "JSD", "top-k KD", "forward KL, fused head"], names
     for r in rows[1:]:
         acc, bpc, fused, ref = (float(x) for x in r[1:5])
         assert 0 <= acc <= 100 and math.isfinite(bpc) and fused > 0 and ref > 0, r

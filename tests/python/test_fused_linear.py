@@ -330,3 +330,30 @@ def test_without_labels_every_token_counts():
                                                  weight_soft_loss=1.0, chunk_size=13)
     s, t = torch_F.linear(d["h"], d["W"]), torch_F.linear(d["g"], d["Wt"])
     torch.testing.assert_close(got, fusedkd.jsd_loss(s, t), **TOL[torch.float64])
+
+
+CUDA = torch.cuda.is_available() and fusedkd.HAS_CUDA_KERNELS
+
+
+@pytest.mark.skipif(not CUDA, reason="no CUDA device (or a build without the CUDA kernels)")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("loss", ["jsd", "dkd", "topk_kd", "tfnkd"])
+def test_cuda_matches_the_cpu_without_synchronizing(dtype, loss):
+    """The CUDA path (cuBLAS GEMMs, the CUDA loss kernels, the float32-out weight-gradient GEMM for
+    bfloat16) against the same composition on the CPU, with torch's sync debug mode set to raise on any
+    host synchronization inside the step."""
+    d = make(N=200, H=64, Ht=48, V=1000, dtype=dtype, seed=21)
+    kw = KWARGS.get(loss, {})
+    cpu = with_grads(lambda e: composed(fusedkd, loss, e, **kw), d)
+    dc = {k: (v.cuda() if isinstance(v, torch.Tensor) else v) for k, v in d.items()}
+    n = torch.tensor(int((d["y"] != -100).sum()), device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        got = with_grads(lambda e: fused(loss, e, chunk_size=48, num_items_in_batch=n, **kw), dc)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    tol = TOL[dtype] if dtype == torch.float32 else dict(rtol=3e-2, atol=3e-3)
+    torch.testing.assert_close(got[0].cpu(), cpu[0], **tol)
+    for x, y in zip(got[1], cpu[1]):
+        torch.testing.assert_close(x.cpu().float(), y.float(), rtol=tol["rtol"], atol=tol["atol"] * float(y.abs().max()))
