@@ -11,9 +11,9 @@ logits, ``ignore_index`` marking the padding of the last window:
     JSD          CE + generalized JSD, beta = 0.5
     top-k KD     CE + top-k teacher KD, k = 8, ghost bucket (the teacher's top-8 log-probabilities only,
                  as an offline cache or a served teacher gives them; Megatron-LM topk_kl_div)
-    forward KL, fused head   CE + forward KL again, computed by fusedkd.FusedLinearDistillationLoss from
-                 the GRUs' hidden states and head weights (the [B·T, V] logits are never built): the same
-                 objective, so the same accuracy up to rounding
+    forward KL, fused head   (with --fused-head) CE + forward KL again, computed by
+                 fusedkd.FusedLinearDistillationLoss from the GRUs' hidden states and head weights (the
+                 [B·T, V] logits are never built): the same objective, so the same accuracy up to rounding
 
 It prints held-out next-character accuracy and bits per character per loss (mean over seeds) and the
 time of one loss step (forward + backward of the loss alone on the training batch), fused vs the
@@ -121,7 +121,7 @@ def _fused_head(student, teacher, x, y):
                      teacher.head.bias)
 
 
-RECIPES["forward KL, fused head"] = HeadRecipe(_fused_head)
+FUSED_HEAD = "forward KL, fused head"  # a row with --fused-head
 
 # The loss term alone, for the timing column: (function name, call(module, s, t, y)).
 TERMS = {
@@ -133,21 +133,28 @@ TERMS = {
 }
 
 
-def train(model, data, steps, seed, loss_fn, teacher=None, B=32, T=64, lr=3e-3):
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+def train(models: dict, data, steps, seed, recipes: dict, teacher=None, B=32, T=64, lr=3e-3):
+    """Trains models[name] with recipes[name] for every name in lockstep: the same seeded batches for all,
+    the teacher run once per batch (each model's result is what training it alone would give)."""
+    opts = {name: torch.optim.Adam(m.parameters(), lr=lr) for name, m in models.items()}
     g = torch.Generator().manual_seed(seed)
     for _ in range(steps):
         x, y = data.batch(data.train, B, T, g)
         t = None
-        if teacher is not None:
+        if teacher is not None and not all(isinstance(recipes[n], HeadRecipe) for n in models):
             with torch.no_grad():
                 t = teacher(x)
-        loss = loss_fn.fn(model, teacher, x, y) if isinstance(loss_fn, HeadRecipe) else loss_fn(model(x), t, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-    return model
+        for name, model in models.items():
+            loss_fn = recipes[name]
+            if isinstance(loss_fn, HeadRecipe):  # runs the teacher's body itself
+                loss = loss_fn.fn(model, teacher, x, y)
+            else:
+                loss = loss_fn(model(x), t, y)
+            opts[name].zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opts[name].step()
+    return models
 
 
 @torch.no_grad()
@@ -210,21 +217,27 @@ def main():
     parser.add_argument("--steps", type=int, default=300, help="training steps per student")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--out", help="also write the table (markdown) to this file")
+    parser.add_argument("--fused-head", action="store_true",
+                        help="one more row: CE + forward KL through fusedkd.FusedLinearDistillationLoss")
     args = parser.parse_args()
+    if args.fused_head:
+        RECIPES[FUSED_HEAD] = HeadRecipe(_fused_head)
     start = time.time()
 
     data = CharData(load_text(args.chars))
     print(f"pydoc_data.topics: {len(data.train)} train / {len(data.test)} held-out characters, V = {data.V}")
     torch.manual_seed(0)
-    teacher = train(CharGRU(data.V, 256), data, args.teacher_steps, 0, RECIPES["CE"])
+    teacher = train({"CE": CharGRU(data.V, 256)}, data, args.teacher_steps, 0, RECIPES)["CE"]
     teacher.eval()
     t_acc, t_bpc = evaluate(teacher, data)
 
     results = {name: [] for name in RECIPES}
     for seed in range(args.seeds):
-        for name, loss_fn in RECIPES.items():
+        students = {}
+        for name in RECIPES:
             torch.manual_seed(100 + seed)  # the same initial student for every loss
-            student = train(CharGRU(data.V, 48), data, args.steps, seed, loss_fn, teacher=teacher)
+            students[name] = CharGRU(data.V, 48)
+        for name, student in train(students, data, args.steps, seed, RECIPES, teacher=teacher).items():
             results[name].append(evaluate(student, data))
 
     g = torch.Generator().manual_seed(1)
@@ -246,9 +259,10 @@ def main():
         else:
             fused_us, ref_us = step_times(name, t, y)
         lines.append(f"| {name} | {acc:.2f} | {bpc:.3f} | {fused_us:.1f} | {ref_us:.1f} | {ref_us / fused_us:.1f}× |")
+    head = ("; the fused head: both heads and CE + forward KL, against the head GEMMs and the references on the "
+            "materialised logits") if FUSED_HEAD in RECIPES else ""
     lines += ["", f"Loss step = forward+backward of the loss term alone on [32, 64, {data.V}] fp32 logits (CE: the "
-              "fused cross-entropy vs F.cross_entropy; the fused head: both heads and CE + forward KL, against the "
-              "head GEMMs and the references on the materialised logits), median of 100 runs alternating fused "
+              f"fused cross-entropy vs F.cross_entropy{head}), median of 100 runs alternating fused "
               "and reference, CPU, "
               f"{torch.get_num_threads()} threads. Total run time {time.time() - start:.0f} s."]
     table = "\n".join(lines)

@@ -426,11 +426,5 @@ def fused_linear_distillation_loss(
     elif accumulation_dtype not in F._LOGIT_DTYPES:
         raise TypeError(f"accumulation_dtype must be a floating dtype, got {accumulation_dtype}")
     cfg = _Config(loss, spec, kwargs, w_hard, w_soft, ii, chunk, reduction, accumulation_dtype)
-    return _apply(h.reshape(-1, H), W, student_bias, g, W_t, teacher_bias, y, lp, idx, num_items, cfg)
-
-
-@torch.compiler.disable
-def _apply(*args):
-    """The autograd.Function, run eagerly under torch.compile (one graph break): its chunk loop takes
-    each chunk's gradient with torch.autograd.grad, which dynamo does not trace."""
-    return _FusedLinearDistillation.apply(*args)
+    return _FusedLinearDistillation.apply(h.reshape(-1, H), W, student_bias, g, W_t, teacher_bias, y, lp, idx,
+                                          num_items, cfg)

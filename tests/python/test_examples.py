@@ -14,7 +14,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 def test_char_lm_example_runs_and_prints_every_loss(tmp_path):
     out = tmp_path / "table.md"
     subprocess.run([sys.executable, str(ROOT / "examples" / "distill_char_lm.py"), "--chars", "30000",
-                    "--teacher-steps", "5", "--steps", "3", "--seeds", "1", "--out", str(out)],
+                    "--teacher-steps", "5", "--steps", "3", "--seeds", "1", "--fused-head", "--out", str(out)],
                    check=True, capture_output=True, text=True, timeout=300)
     rows = [line.split("|")[1:-1] for line in out.read_text().splitlines() if line.startswith("| ") and "---" not in line]
     names = [r[0].strip() for r in rows[1:]]
