@@ -27,6 +27,7 @@ chunks first (the student GEMM and the cross-entropy rows, no gradient).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 
@@ -181,6 +182,7 @@ def _batch_mean_p(cfg, h_s, W_s, b_s, y) -> torch.Tensor:
 def _chunked_forward(cfg: _Config, h_s, W_s, b_s, h_t, W_t, b_t, y, lp, idx, num_items, needs):
     """The loss and the gradients of (h_s, W_s, b_s) for grad_output = 1, chunk by chunk."""
     need_input, need_weight, need_bias = needs
+    need_grad = need_input or need_weight or need_bias  # else the ops run without their gradient
     N = h_s.shape[0]
     V = W_s.shape[0]
     device = h_s.device
@@ -205,27 +207,31 @@ def _chunked_forward(cfg: _Config, h_s, W_s, b_s, h_t, W_t, b_t, y, lp, idx, num
         c = slice(start, min(N, start + cfg.chunk))
         n = c.stop - start
         y_c = None if y is None else y[c]
-        s = _linear_into(s_buf[:n], h_s[c], W_s, b_s).requires_grad_(True)
+        s = _linear_into(s_buf[:n], h_s[c], W_s, b_s).requires_grad_(need_grad)
         t = torch_F.linear(h_t[c], W_t, b_t) if cfg.spec.teacher == "logits" else None
         valid = None if y_c is None else y_c != cfg.ignore_index
         # One term at a time, each graph freed before the next: the chunk holds at most three [rows, V]
         # buffers (s and t with the soft term's gradient, then s and G with the hard term's).
         g = None
         if cfg.weight_soft != 0:
-            with torch.enable_grad():
+            with torch.enable_grad() if need_grad else contextlib.nullcontext():
                 term = cfg.weight_soft * _soft_sum(cfg, s, t, y_c, valid,
                                                    (lp[c], idx[c]) if lp is not None else None, mean_p)
-                (g,) = torch.autograd.grad(term, s)  # the op's gradient, scaled in place by w_soft
+                if need_grad:
+                    (g,) = torch.autograd.grad(term, s)  # the op's gradient, scaled in place by w_soft
             loss += term.detach()
         del t
         if cfg.weight_hard != 0:
-            with torch.enable_grad():
+            with torch.enable_grad() if need_grad else contextlib.nullcontext():
                 term = cfg.weight_hard * F.cross_entropy_loss(s, y_c, reduction="sum", ignore_index=cfg.ignore_index)
-                (g_hard,) = torch.autograd.grad(term, s)
+                if need_grad:
+                    (g_hard,) = torch.autograd.grad(term, s)
+                    g = g_hard if g is None else g.add_(g_hard)
+                    del g_hard
             loss += term.detach()
-            g = g_hard if g is None else g.add_(g_hard)
-            del g_hard
         del s, term
+        if not need_grad:
+            continue
         if need_input:
             torch.mm(g, W_s, out=grad_input[c])  # grad_h[c] = G_c W_s
         if need_weight:
@@ -263,8 +269,11 @@ class _FusedLinearDistillation(torch.autograd.Function):
     """Forward: the chunked loop (everything, gradients included). Backward: the saved gradients × grad_output."""
 
     @staticmethod
-    def forward(ctx, h_s, W_s, b_s, h_t, W_t, b_t, y, lp, idx, num_items, cfg):
-        needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], b_s is not None and ctx.needs_input_grad[2])
+    def forward(ctx, h_s, W_s, b_s, h_t, W_t, b_t, y, lp, idx, num_items, cfg, grad_enabled):
+        # grad_enabled: the caller's grad mode (inside forward it is always off); under no_grad or
+        # inference_mode the chunks compute the loss alone.
+        needs = tuple(grad_enabled and n for n in ctx.needs_input_grad[:3])
+        needs = (needs[0], needs[1], b_s is not None and needs[2])
         loss, gi, gw, gb = _chunked_forward(cfg, h_s, W_s, b_s, h_t, W_t, b_t, y, lp, idx, num_items, needs)
         ctx.save_for_backward(*(x if x is not None else None for x in (gi, gw, gb)))
         ctx.has = (gi is not None, gw is not None, gb is not None)
@@ -276,7 +285,7 @@ class _FusedLinearDistillation(torch.autograd.Function):
         grads = [g if has else None for g, has in zip(saved, ctx.has)]
         if not _is_eager_cpu_one(grad_output):
             grads = [None if g is None else g * grad_output.to(g.dtype) for g in grads]
-        return (grads[0], grads[1], grads[2]) + (None,) * 8
+        return (grads[0], grads[1], grads[2]) + (None,) * 9
 
 
 def _floating(x, name: str) -> torch.Tensor:
@@ -427,4 +436,4 @@ def fused_linear_distillation_loss(
         raise TypeError(f"accumulation_dtype must be a floating dtype, got {accumulation_dtype}")
     cfg = _Config(loss, spec, kwargs, w_hard, w_soft, ii, chunk, reduction, accumulation_dtype)
     return _FusedLinearDistillation.apply(h.reshape(-1, H), W, student_bias, g, W_t, teacher_bias, y, lp, idx,
-                                          num_items, cfg)
+                                          num_items, cfg, torch.is_grad_enabled())

@@ -357,3 +357,15 @@ def test_cuda_matches_the_cpu_without_synchronizing(dtype, loss):
     torch.testing.assert_close(got[0].cpu(), cpu[0], **tol)
     for x, y in zip(got[1], cpu[1]):
         torch.testing.assert_close(x.cpu().float(), y.float(), rtol=tol["rtol"], atol=tol["atol"] * float(y.abs().max()))
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+def test_loss_alone_under_no_grad_and_inference_mode(mode):
+    d = make(seed=22, bias=False)
+    want = composed(fusedkd, "dkd", d)
+    ctx = torch.no_grad() if mode == "no_grad" else torch.inference_mode()
+    h, W = d["h"].clone().requires_grad_(), d["W"].clone().requires_grad_()
+    with ctx:
+        got = fusedkd.fused_linear_distillation_loss(h, W, d["g"], d["Wt"], d["y"], loss="dkd", chunk_size=7)
+    assert not got.requires_grad
+    torch.testing.assert_close(got, want.detach(), **TOL[torch.float64])
