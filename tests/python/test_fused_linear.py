@@ -221,7 +221,6 @@ def test_accumulation_dtype():
 def test_non_contiguous_inputs():
     d = make(seed=14)
     e = dict(d)
-    e["h"] = torch.cat([d["h"], d["h"]], dim=1)[:, ::2].clone()[:, :]  # same values
     e["h"] = torch.stack([d["h"], torch.zeros_like(d["h"])], dim=1)[:, 0]  # strided rows
     e["W"] = d["W"].t().contiguous().t()  # column-major weight
     e["g"] = d["g"].t().contiguous().t()
