@@ -25,6 +25,7 @@
 #include <fusedkd/registry.hpp>
 
 #include "schema.hpp"
+#include "shard_op.hpp"
 #include "topk_op.hpp"
 
 STABLE_TORCH_LIBRARY(fusedkd, m) {
@@ -32,6 +33,15 @@ STABLE_TORCH_LIBRARY(fusedkd, m) {
   FUSEDKD_ROW_LOCAL_LOSSES(FUSEDKD_DEF_LOSS)
   FUSEDKD_BATCH_LOSSES(FUSEDKD_DEF_LOSS)
 #undef FUSEDKD_DEF_LOSS
+  // The vocabulary-shard steps of every row-local loss (shard_op.hpp; _shard_cross: JSD, TVD).
+  using fusedkd::binding::ShardStep;
+#define FUSEDKD_DEF_SHARD(L)                                                                       \
+  m.def(fusedkd::binding::shard_schema<fusedkd::L>(ShardStep::Stats).c_str());                     \
+  if (fusedkd::has_cross_pass<fusedkd::L<float>>::value)                                           \
+    m.def(fusedkd::binding::shard_schema<fusedkd::L>(ShardStep::Cross).c_str());                   \
+  m.def(fusedkd::binding::shard_schema<fusedkd::L>(ShardStep::Finish).c_str());
+  FUSEDKD_ROW_LOCAL_LOSSES(FUSEDKD_DEF_SHARD)
+#undef FUSEDKD_DEF_SHARD
   m.def(fusedkd::binding::topk_kd_schema().c_str());
   m.def("scale_grad_(Tensor(a!) grad, Tensor grad_output) -> ()");
 }

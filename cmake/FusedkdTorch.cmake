@@ -41,7 +41,8 @@ find_library(FUSEDKD_TORCH_CPU_LIB torch_cpu PATHS ${FUSEDKD_TORCH_DIR}/lib NO_D
 set(FUSEDKD_TORCH_TARGET_VERSION "0x020a000000000000")
 
 set(_src ${CMAKE_CURRENT_SOURCE_DIR})
-set(_fusedkd_ext_sources ${_src}/bindings/ops_cpu.cpp ${_src}/bindings/ops_topk_cpu.cpp ${_src}/bindings/library.cpp)
+set(_fusedkd_ext_sources ${_src}/bindings/ops_cpu.cpp ${_src}/bindings/ops_topk_cpu.cpp
+    ${_src}/bindings/ops_shard_cpu.cpp ${_src}/bindings/library.cpp)
 
 # The CPU row loops (bindings/cpu_rows.hpp): one generated unit per loss and student dtype, each
 # explicitly instantiating that family for the teacher dtypes check_pair accepts and both label

@@ -149,6 +149,15 @@ def _check_row_shapes(s: torch.Tensor, x: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name} has shape {list(x.shape)} but student_logits has shape {list(s.shape)}{hint}")
 
 
+def _is_dtensor(x: torch.Tensor) -> bool:
+    """Whether x is a torch.distributed DTensor (checked only for tensors that are not plain)."""
+    if not torch.distributed.is_available():
+        return False
+    from . import distributed
+
+    return distributed.is_dtensor(x)
+
+
 def _rows(x: torch.Tensor) -> torch.Tensor:
     """[..., C] as [N, C] rows: a view when the leading dimensions are mergeable (contiguous, or a
     column slice of a contiguous tensor), else a copy."""
@@ -163,6 +172,10 @@ def _loss(op_name: str, student_logits, second, labels, kwargs: dict) -> torch.T
     rows ``[N, C]``. Returns the loss."""
     spec = OP_ARGS[op_name]
     s = _tensor(student_logits, "student_logits")
+    if type(s) is not torch.Tensor and _is_dtensor(s):  # Shard(-1) logits: the vocabulary-parallel path
+        from . import distributed
+
+        return distributed.dtensor_loss(op_name, s, second, labels, kwargs)
     x = None if spec.second is None else _on_student_device(s, _tensor(second, spec.second), spec.second)
     reduction = _reduction(kwargs["reduction"])
     num_items = _num_items(kwargs.get("num_items_in_batch"), reduction)
@@ -646,6 +659,11 @@ def topk_kd_loss(
         The loss in float32 (float64 for float64 logits): a scalar, or the leading shape for ``"none"``.
     """
     s = _tensor(student_logits, "student_logits")
+    if type(s) is not torch.Tensor and _is_dtensor(s):  # Shard(-1) logits: the vocabulary-parallel path
+        from . import distributed
+
+        return distributed.dtensor_topk_kd_loss(s, teacher_topk_logprobs, teacher_topk_indices, labels, temperature,
+                                                tail, reduction, ignore_index, num_items_in_batch, softcap)
     lp = _on_student_device(s, _tensor(teacher_topk_logprobs, "teacher_topk_logprobs"), "teacher_topk_logprobs")
     idx = _on_student_device(s, _tensor(teacher_topk_indices, "teacher_topk_indices"), "teacher_topk_indices")
     if s.dim() < 2:

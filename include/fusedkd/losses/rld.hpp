@@ -85,6 +85,8 @@ template <class A> struct RLD {
   static constexpr bool uses_teacher = true;
   static constexpr bool uses_label = true;
   static constexpr long long min_classes = 2;  // the binary split needs a class besides y
+  // The statistics pass reads t_y (the set K): vocabulary shards gather it first (shard.hpp).
+  static constexpr bool stats_read_target_logits = true;
 
   struct Context {
     A alpha, beta, tau, inv_tau, a, inv_a;  // a = α_τ

@@ -1,0 +1,70 @@
+// A row split over vocabulary shards (tensor parallelism): what one shard knows of a row, and how
+// the shards' parts merge into the row program's state.
+//
+// Rank r holds the columns [vocab_start_r, vocab_start_r + C_r) of every row. It runs the loss's
+// statistics pass over its own columns, with global column indices, into a ShardPartial: the Stats
+// of those columns and, when the label's column is one of them, the gathered target logits s_y,
+// t_y. The partials of all shards, merged in rank order (merge_shards), are the Stats of the whole
+// row, and every shard finalizes the same row from them. A loss with a cross pass (cross_pass.hpp)
+// exchanges its Cross sums the same way; the gradient pass then needs only the merged state and
+// the shard's own columns. Every rank merges the same bytes in the same order: the rows are
+// bit-identical on every rank.
+//
+// A loss whose statistics pass reads the target logits (RLD: K = {j : t_j < t_y}) declares
+// `stats_read_target_logits`; its shards need s_y, t_y before their statistics pass
+// (target_logits of the shard executors), gathered by one exchange of their own.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#include "config.hpp"
+#include "cross_pass.hpp"
+#include "row.hpp"
+
+namespace fusedkd {
+
+// The columns a shard holds: [vocab_start, vocab_start + cols) of a vocabulary of vocab_size.
+struct ShardLayout {
+  std::int64_t vocab_start = 0;
+  std::int64_t vocab_size = 0;
+};
+
+// A shard's part of a row: the Stats of its columns and the target logits when it owns y.
+template <template <class> class Loss, class A> struct ShardPartial {
+  using L = Loss<A>;
+  typename L::Stats stats;
+  A s_y = A(0), t_y = A(0);
+  std::int32_t owns_label = 0;  // this shard holds column y
+
+  // The other shard's part merged in after this one's (rank order): the Stats merge, the target
+  // logits are taken from the shard that holds them.
+  FUSEDKD_HD void merge(const ShardPartial& o) {
+    stats.merge(o.stats);
+    if (o.owns_label) {
+      s_y = o.s_y;
+      t_y = o.t_y;
+      owns_label = 1;
+    }
+  }
+};
+
+template <class L, class = void> struct stats_read_target_logits : std::false_type {};
+template <class L>
+struct stats_read_target_logits<L, std::void_t<decltype(L::stats_read_target_logits)>>
+    : std::integral_constant<bool, bool(L::stats_read_target_logits)> {};
+
+// The parts of `world` shards, world consecutive blocks of `rows` parts each (the layout of an
+// all-gather), merged in rank order for row i.
+template <class P> FUSEDKD_HD P merge_shards(const P* parts, int world, std::int64_t rows, std::int64_t i) {
+  P total = parts[i];
+  for (int r = 1; r < world; ++r) total.merge(parts[std::int64_t(r) * rows + i]);
+  return total;
+}
+
+// The column y of a row in shard coordinates: the local index when the shard holds it, else -1.
+FUSEDKD_HD_INLINE std::int64_t local_label(long long y, const ShardLayout& layout, std::int64_t cols) {
+  return y >= layout.vocab_start && y < layout.vocab_start + cols ? std::int64_t(y - layout.vocab_start) : -1;
+}
+
+}  // namespace fusedkd
