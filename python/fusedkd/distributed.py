@@ -328,9 +328,12 @@ class _ShardedTopK(torch.autograd.Function):
         return (g.to(ctx.dtype),) + (None,) * 11
 
 
-def topk_kd_loss(student_logits, teacher_topk_logprobs, teacher_topk_indices, labels=None, temperature=1.0,
-                 tail="ghost", reduction="batchmean", ignore_index=-100, num_items_in_batch=None, softcap=None, *,
-                 group=None, vocab_start=None, vocab_size=None):
+def topk_kd_loss(student_logits: torch.Tensor, teacher_topk_logprobs: torch.Tensor, teacher_topk_indices: torch.Tensor,
+                 labels: torch.Tensor | None = None, temperature: float = 1.0, tail: str = "ghost",
+                 reduction: str = "batchmean", ignore_index: int = -100,
+                 num_items_in_batch: int | torch.Tensor | None = None, softcap: float | None = None, *,
+                 group: "dist.ProcessGroup | None" = None, vocab_start: int | None = None,
+                 vocab_size: int | None = None) -> torch.Tensor:
     """:func:`fusedkd.topk_kd_loss` with the student's logits sharded over the vocabulary; the teacher's
     top-k log-probabilities and their global indices are the same on every rank. One all-gather of
     ``2 + k`` numbers per row (plus the shard-size exchange without an explicit layout); the loss is
@@ -394,8 +397,9 @@ def _sharded_function(public: str, op_for):
     fn = getattr(functional, public)
     sig = inspect.signature(fn)
     names = list(sig.parameters)
-    extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None)
-             for n in ("group", "vocab_start", "vocab_size")]
+    extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=a)
+             for n, a in (("group", "dist.ProcessGroup | None"), ("vocab_start", "int | None"),
+                          ("vocab_size", "int | None"))]
 
     @functools.wraps(fn)
     def sharded(*args, group=None, vocab_start=None, vocab_size=None, **kwargs):
@@ -450,8 +454,9 @@ nkd_loss.__signature__ = _nkd.__signature__
 nkd_loss.__doc__ = _nkd.__doc__
 
 
-def tfnkd_loss(student_logits, target, reduction="batchmean", ignore_index=-100, *, group=None, vocab_start=None,
-               vocab_size=None):
+def tfnkd_loss(student_logits: torch.Tensor, target: torch.Tensor, reduction: str = "batchmean",
+               ignore_index: int = -100, *, group: "dist.ProcessGroup | None" = None, vocab_start: int | None = None,
+               vocab_size: int | None = None) -> torch.Tensor:
     """tf-NKD on vocabulary shards: the sharded cross-entropy rows (identical on every rank), weighted by
     ``w_i = p_i + 1 − mean p`` as :func:`fusedkd.tfnkd_loss`. Integer labels only."""
     if isinstance(target, torch.Tensor) and target.is_floating_point():
@@ -472,7 +477,7 @@ def tfnkd_loss(student_logits, target, reduction="batchmean", ignore_index=-100,
     return total if reduction == "sum" else total / counted.clamp_min(1).to(total.dtype)
 
 
-def uskd_loss(*args, **kwargs):
+def uskd_loss(*args: object, **kwargs: object) -> torch.Tensor:
     """USKD cannot run on vocabulary shards: its non-target term ranks every class of the row by a score
     built from both heads' full softmaxes (Zipf weights by rank), which no per-shard statistic gives."""
     raise NotImplementedError(

@@ -468,7 +468,7 @@ def tfnkd_loss(student_logits: torch.Tensor, target: torch.Tensor, reduction: st
 # ----------------------------------------------------------------------------- vocabulary shards
 
 
-def _vocab_parallel_log_softmax(x: torch.Tensor, group, differentiable: bool) -> torch.Tensor:
+def _vocab_parallel_log_softmax(x: torch.Tensor, group, differentiable: bool) -> torch.Tensor:  # noqa: ANN001
     """log_softmax over a row split across the ranks of ``group``: an all-reduce MAX of the row max
     (a constant), an all-reduce SUM of Σ exp(x − max) (through ``torch.distributed.nn`` when the
     result must carry a gradient: its backward is another all-reduce)."""
@@ -487,7 +487,8 @@ def _vocab_parallel_log_softmax(x: torch.Tensor, group, differentiable: bool) ->
 
 
 def vocab_parallel_kd_loss(student_shard: torch.Tensor, teacher_shard: torch.Tensor, temperature: float = 1.0,
-                           group=None, reduction: str = "batchmean") -> torch.Tensor:
+                           group: "torch.distributed.ProcessGroup | None" = None,
+                           reduction: str = "batchmean") -> torch.Tensor:
     """Hinton KD ``τ² KL(softmax(t/τ) ‖ softmax(s/τ))`` on logits sharded over the vocabulary, written as the
     tensor-parallel KD losses of NVIDIA Model-Optimizer (``LogitsKLLoss``) and Megatron-LM compute it with
     plain torch.distributed: per distribution an all-reduce MAX of the row max and an all-reduce SUM of the
