@@ -1,6 +1,7 @@
 # CUDA example and GoogleTest suite (included from tests/cpp/CMakeLists.txt when FUSEDKD_HAS_CUDA).
 #   fusedkd_cuda_example  examples/cuda_raw_pointers.cu: the header-only API on cudaMalloc'd memory,
 #                         checked against the CPU executor (also the compute-sanitizer driver)
+#   test_shard_cuda       tests/cpp/test_shard_cuda.cu: the vocabulary-shard kernels vs the CPU shard executor
 #   test_cuda_executor    tests/cpp/test_cuda_executor.cu: GPU vs CPU executor; every test skips
 #                         ("no CUDA device") where cudaGetDeviceCount finds none
 set(_fusedkd_root ${PROJECT_SOURCE_DIR})
@@ -24,4 +25,7 @@ endforeach()
 add_executable(test_topk_cuda ${_fusedkd_root}/tests/cpp/test_topk_cuda.cu)
 target_link_libraries(test_topk_cuda PRIVATE fusedkd_cuda GTest::gtest_main)
 add_test(NAME test_topk_cuda COMMAND test_topk_cuda)
+add_executable(test_shard_cuda ${_fusedkd_root}/tests/cpp/test_shard_cuda.cu)
+target_link_libraries(test_shard_cuda PRIVATE fusedkd_cuda GTest::gtest_main)
+add_test(NAME test_shard_cuda COMMAND test_shard_cuda)
 add_test(NAME fusedkd_cuda_example COMMAND fusedkd_cuda_example 300 5000 all)

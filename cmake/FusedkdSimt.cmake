@@ -5,6 +5,7 @@
 #   simt_test_emulator        the emulator's own semantics (shuffles, barriers, failures, limits)
 #   simt_test_cuda_executor   tests/cpp/test_cuda_executor.cu, every kernel against the CPU executor
 #   simt_test_topk_cuda       tests/cpp/test_topk_cuda.cu, top-k KD's kernels against the CPU executor
+#   simt_test_shard_cuda      tests/cpp/test_shard_cuda.cu, the vocabulary-shard kernels against the CPU executor
 #   simt_cuda_example         examples/cuda_raw_pointers.cu
 #
 #   FUSEDKD_SIMT_SANITIZE     e.g. "address,undefined": builds the emulation targets with these
@@ -73,6 +74,13 @@ add_executable(simt_test_topk_cuda ${_topk_unit})
 target_link_libraries(simt_test_topk_cuda PRIVATE fusedkd_simt GTest::gtest_main)
 target_compile_options(simt_test_topk_cuda PRIVATE -Wall)
 gtest_discover_tests(simt_test_topk_cuda TEST_PREFIX "simt." DISCOVERY_TIMEOUT 60 PROPERTIES LABELS simt TIMEOUT 900)
+
+# The vocabulary-shard steps' kernels (tests/cpp/test_shard_cuda.cu) against the CPU shard executor.
+fusedkd_simt_unit(_shard_unit ${PROJECT_SOURCE_DIR}/tests/cpp/test_shard_cuda.cu)
+add_executable(simt_test_shard_cuda ${_shard_unit})
+target_link_libraries(simt_test_shard_cuda PRIVATE fusedkd_simt GTest::gtest_main)
+target_compile_options(simt_test_shard_cuda PRIVATE -Wall)
+gtest_discover_tests(simt_test_shard_cuda TEST_PREFIX "simt." DISCOVERY_TIMEOUT 60 PROPERTIES LABELS simt TIMEOUT 900)
 
 fusedkd_simt_unit(_example_unit ${PROJECT_SOURCE_DIR}/examples/cuda_raw_pointers.cu)
 add_executable(simt_cuda_example ${_example_unit})

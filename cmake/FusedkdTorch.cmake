@@ -108,7 +108,14 @@ if(FUSEDKD_HAS_CUDA AND EXISTS ${_src}/bindings/ops_cuda.cpp)
     configure_file(${_src}/cuda_api/row_local_instance.cu.in ${_fusedkd_row_local_dir}/${_name}.cu @ONLY)
     list(APPEND _fusedkd_cuda_kernels ${_fusedkd_row_local_dir}/${_name}.cu)
   endforeach()
-  list(APPEND _fusedkd_ext_sources ${_src}/bindings/ops_cuda.cpp ${_fusedkd_cuda_kernels})
+  # The vocabulary-shard steps' kernels: one generated unit per row-local loss.
+  foreach(LOSS ${FUSEDKD_ROW_LOCAL_LOSSES})
+    string(TOLOWER "${LOSS}" _name)
+    configure_file(${_src}/cuda_api/shard_instance.cu.in ${_fusedkd_row_local_dir}/shard_${_name}.cu @ONLY)
+    list(APPEND _fusedkd_cuda_kernels ${_fusedkd_row_local_dir}/shard_${_name}.cu)
+  endforeach()
+  list(APPEND _fusedkd_ext_sources ${_src}/bindings/ops_cuda.cpp ${_src}/bindings/ops_shard_cuda.cpp
+       ${_fusedkd_cuda_kernels})
   set(FUSEDKD_TORCH_CUDA ON)
 endif()
 

@@ -78,6 +78,47 @@ template <template <class> class Loss> void run(const typename Loss<float>::Para
 template <> std::size_t workspace_size<USKD>(const USKDParams& p, const LossCall& call);
 template <> void run<USKD>(const USKDParams& p, const LossCall& call);
 
+// The vocabulary-shard steps of a row-local loss (shard_call.cuh; include/fusedkd/cuda/
+// shard_launch.cuh): a rank's shard [N, C_r] of a vocabulary of vocab_size starting at vocab_start,
+// labels global. The states are the loss's ShardPartial / Cross in the accumulation type, their bytes
+// exchanged as they are ([world, N] after an all-gather, rank order).
+struct ShardCall {
+  std::int64_t rows = 0;  // N
+  std::int64_t cols = 0;  // C_r, the shard's columns
+  const void* student = nullptr;  // as LossCall's, the shard's columns
+  DType student_dtype = DType::Float32;
+  std::int64_t student_row_stride = 0;
+  const void* teacher = nullptr;
+  DType teacher_dtype = DType::Float32;
+  std::int64_t teacher_row_stride = 0;
+  const void* labels = nullptr;  // as LossCall's, global indices
+  bool labels_int32 = false;
+  std::int64_t ignore_index = -100;
+  std::int64_t vocab_start = 0;
+  std::int64_t vocab_size = 0;
+  const void* target_logits = nullptr;  // [N, 2] accumulation type (RLD), else null
+  int world = 1;
+  const void* partials = nullptr;  // shard_cross, shard_finish: [world, N] ShardPartial
+  const void* cross = nullptr;     // shard_finish of a loss with a cross pass: [world, N] Cross
+  void* states = nullptr;          // output of shard_stats ([N] ShardPartial) and shard_cross ([N] Cross)
+  Reduction reduction = Reduction::BatchMean;  // shard_finish: as LossCall's
+  void* loss = nullptr;
+  void* grad = nullptr;
+  std::int64_t grad_row_stride = 0;
+  void* workspace = nullptr;  // shard_finish: shard_finish_workspace_size bytes
+  std::size_t workspace_bytes = 0;
+  void* stream = nullptr;
+};
+
+// Bytes of one row's ShardPartial / Cross of Loss in the accumulation type of `dtype`.
+template <template <class> class Loss> std::size_t shard_partial_bytes(DType student_dtype);
+template <template <class> class Loss> std::size_t shard_cross_bytes(DType student_dtype);
+template <template <class> class Loss> std::size_t shard_finish_workspace_size(const ShardCall& call);
+template <template <class> class Loss> void shard_stats(const typename Loss<float>::Params& p, const ShardCall& call);
+// Throws for a loss without a cross pass.
+template <template <class> class Loss> void shard_cross(const typename Loss<float>::Params& p, const ShardCall& call);
+template <template <class> class Loss> void shard_finish(const typename Loss<float>::Params& p, const ShardCall& call);
+
 // Top-k teacher KD (topk_kd.cu; include/fusedkd/losses/topk_kd.hpp): a sparse teacher of k
 // log-probabilities per row at k vocabulary indices. All pointers are device pointers.
 struct TopKCall {

@@ -38,6 +38,7 @@ FUSEDKD_SIMT_SEED=0x5eed bash scripts/run_gtest_shards.sh build/simt/simt_test_c
   --gtest_filter="$SUBSET" --gtest_brief=1
 FUSEDKD_SIMT_SEED=0x5eed build/simt/simt_cuda_example 64 3000 all
 FUSEDKD_SIMT_SEED=0x5eed build/simt/simt_test_topk_cuda --gtest_brief=1
+FUSEDKD_SIMT_SEED=0x5eed build/simt/simt_test_shard_cuda --gtest_brief=1
 
 # AddressSanitizer + UBSan: device buffers and shared memory are exact-size host allocations, so
 # any out-of-bounds access of a kernel is reported. This build compiles the f32/f32, bf16/bf16 and
@@ -45,12 +46,13 @@ FUSEDKD_SIMT_SEED=0x5eed build/simt/simt_test_topk_cuda --gtest_brief=1
 log "building with AddressSanitizer + UBSan (build/simt-asan)"
 configure build/simt-asan -DFUSEDKD_SIMT_SANITIZE=address,undefined
 cmake --build build/simt-asan -j "$JOBS" --target simt_test_cuda_executor simt_cuda_example simt_test_emulator \
-  simt_test_topk_cuda
+  simt_test_topk_cuda simt_test_shard_cuda
 ASAN_SUBSET='Grid/*_N1:Grid/*_N3:Losses/*:CudaScaleRows.*:CudaHostChecks.*'
 log "sanitized subset: $ASAN_SUBSET"
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 build/simt-asan/simt_test_emulator --gtest_brief=1
 build/simt-asan/simt_test_topk_cuda --gtest_brief=1
+build/simt-asan/simt_test_shard_cuda --gtest_brief=1
 bash scripts/run_gtest_shards.sh build/simt-asan/simt_test_cuda_executor "$JOBS" --gtest_filter="$ASAN_SUBSET" --gtest_brief=1
 build/simt-asan/simt_cuda_example 5 100 all
 build/simt-asan/simt_cuda_example 3 3000 all

@@ -67,4 +67,32 @@ FUSEDKD_HD_INLINE std::int64_t local_label(long long y, const ShardLayout& layou
   return y >= layout.vocab_start && y < layout.vocab_start + cols ? std::int64_t(y - layout.vocab_start) : -1;
 }
 
+// Row i's whole state on any shard: the partials of the `world` shards ([world][rows], rank order)
+// merged, its context (the target logits from the shard that holds y) and its Row, finalized, and
+// finished when the loss has a cross pass and its merged cross sums are given. Every executor of
+// the shard steps (cpu/shard_rows.hpp, cuda/shard_kernels.cuh) builds the row from this.
+template <template <class> class Loss, class A> struct MergedShardRow {
+  using L = Loss<A>;
+  ShardPartial<Loss, A> merged;
+  typename L::Context ctx;
+  typename L::Row row;
+
+  template <class Params>
+  FUSEDKD_HD MergedShardRow(const Params& params, long long y, const ShardPartial<Loss, A>* parts, int world,
+                            std::int64_t rows, std::int64_t i, const cross_t<L>* cross)
+      : merged(merge_shards(parts, world, rows, i)), ctx(params, input(y, merged)), row(L::finalize(ctx, merged.stats)) {
+    if constexpr (has_cross_pass<L>::value) {
+      if (cross) L::finish(ctx, row, merge_shards(cross, world, rows, i));
+    }
+  }
+
+  static FUSEDKD_HD RowInput<A> input(long long y, const ShardPartial<Loss, A>& p) {
+    RowInput<A> in;
+    in.y = y;
+    in.s_y = p.s_y;
+    in.t_y = p.t_y;
+    return in;
+  }
+};
+
 }  // namespace fusedkd

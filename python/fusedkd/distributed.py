@@ -136,7 +136,8 @@ def _target_logits(s, t, y, start, ignore_index, group):
     owned = (y >= start) & (y < start + cols) & (y != ignore_index)
     k = (y - start).clamp(0, max(cols - 1, 0)).unsqueeze(1)
     vals = torch.cat([s.gather(1, k).to(acc), t.gather(1, k).to(acc)], dim=1)
-    vals = torch.where(owned.unsqueeze(1), vals, torch.zeros_like(vals)).contiguous()
+    # Constants of the shard ops (their gradient is in _shard_finish's): no autograd graph.
+    vals = torch.where(owned.unsqueeze(1), vals, torch.zeros_like(vals)).detach().contiguous()
     if dist.get_world_size(group) > 1:
         dist.all_reduce(vals, group=group)
     return vals
@@ -212,10 +213,6 @@ def _sharded_loss(op_name: str, student, second, labels, kw: dict, group, vocab_
     except (TypeError, ValueError, RuntimeError, NotImplementedError) as e:
         local_error = e
         s = student if isinstance(student, torch.Tensor) and student.dim() >= 1 else torch.empty(0, 0)
-    if local_error is None and s.device.type != "cpu":
-        local_error = NotImplementedError(
-            "fusedkd.distributed: the vocabulary-shard steps have CPU kernels only so far (gloo); CUDA shards "
-            "(NCCL) are not implemented yet")
     rows = s.shape[0] if local_error is None else -1
     cols = s.shape[-1] if local_error is None else -1
     device = s.device if isinstance(s, torch.Tensor) else torch.device("cpu")

@@ -24,32 +24,6 @@ using std::vector;
 
 namespace {
 
-template <class T> struct Dev {
-  T* p = nullptr;
-  size_t n = 0;
-  explicit Dev(size_t count) : n(count) {
-    if (n) {
-      EXPECT_EQ(cudaSuccess, cudaMalloc(reinterpret_cast<void**>(&p), n * sizeof(T)));
-    }
-  }
-  explicit Dev(const vector<T>& h) : Dev(h.size()) {
-    if (n) {
-      EXPECT_EQ(cudaSuccess, cudaMemcpy(p, h.data(), n * sizeof(T), cudaMemcpyHostToDevice));
-    }
-  }
-  ~Dev() {
-    if (p) cudaFree(p);
-  }
-  Dev(const Dev&) = delete;
-  vector<T> get() const {
-    vector<T> h(n);
-    if (n) {
-      EXPECT_EQ(cudaSuccess, cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
-    }
-    return h;
-  }
-};
-
 struct Case {
   int64_t tail;
   int64_t N, V, k;

@@ -62,32 +62,6 @@ RowInput<A> shard_row_input(const ShardRows<TS, TT, TL, A>& a, std::int64_t i, c
   return in;
 }
 
-// Row i's full state: the partials of every shard merged in rank order, its context and its Row
-// (finalized; finished too when the cross sums are given).
-template <template <class> class Loss, class A> struct MergedShardRow {
-  using L = Loss<A>;
-  ShardPartial<Loss, A> merged;
-  typename L::Context ctx;
-  typename L::Row row;
-
-  template <class Params>
-  MergedShardRow(const Params& params, long long y, const ShardPartial<Loss, A>* parts, int world, std::int64_t rows,
-                 std::int64_t i, const cross_t<L>* cross)
-      : merged(merge_shards(parts, world, rows, i)), ctx(params, input(y, merged)), row(L::finalize(ctx, merged.stats)) {
-    if constexpr (has_cross_pass<L>::value) {
-      if (cross) L::finish(ctx, row, merge_shards(cross, world, rows, i));
-    }
-  }
-
-  static RowInput<A> input(long long y, const ShardPartial<Loss, A>& p) {
-    RowInput<A> in;
-    in.y = y;
-    in.s_y = p.s_y;
-    in.t_y = p.t_y;
-    return in;
-  }
-};
-
 template <class TS, class TT, class TL, class A, class Row>
 void for_each_counted_shard_row(const ShardRows<TS, TT, TL, A>& a, std::int64_t row_begin, std::int64_t row_end,
                                 Row&& row) {
@@ -135,7 +109,7 @@ void shard_cross_rows(const Params& params, const ShardRows<TS, TT, TL, A>& a, c
   if constexpr (has_cross_pass<L>::value) {
     detail::for_each_counted_shard_row(a, row_begin, row_end, [&](std::int64_t i, const TS* s, const TT* t_row) {
       const TT* t = L::uses_teacher ? t_row : nullptr;
-      const detail::MergedShardRow<Loss, A> m(params, a.labels.label(i), parts, world, N, i, nullptr);
+      const MergedShardRow<Loss, A> m(params, a.labels.label(i), parts, world, N, i, nullptr);
       cross[i] = reduce_columns<Cross>(C, [&](Cross& part, std::int64_t j) {
         part.push(m.ctx, m.row, j0 + j, A(to_acc(s[j])), t ? A(to_acc(t[j])) : A(0));
       });
@@ -160,7 +134,7 @@ void shard_finish_rows(const Params& params, const ShardRows<TS, TT, TL, A>& a, 
         for (std::int64_t j = 0; j < C; ++j) g[j] = from_acc<TG>(A(0));
       continue;
     }
-    const detail::MergedShardRow<Loss, A> m(params, a.labels.label(i), parts, world, N, i, cross);
+    const MergedShardRow<Loss, A> m(params, a.labels.label(i), parts, world, N, i, cross);
     out.row_loss[i] = m.row.loss;
     if (!g) continue;
     const TS* s = a.x.student + i * a.x.student_row_stride;
