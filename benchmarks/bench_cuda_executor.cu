@@ -1,5 +1,6 @@
 // Google Benchmark of the header-only CUDA executor: every loss (loss + gradient, batchmean),
-// fp32 and bf16, vision and vocabulary shapes; the backward's gradient scaling; and, in the same
+// fp32 and bf16, vision and vocabulary shapes; one rank's vocabulary-shard steps; the backward's
+// gradient scaling; and, in the same
 // run, a roofline kernel with the fused losses' traffic (g = s + t: two reads and one write).
 //
 // Timing: CUDA events around each launch sequence on one stream (manual time); before every
@@ -225,6 +226,42 @@ template <class T> void BM_topk(benchmark::State& state) {
   set_counters<T>(state, N, C, 2);
 }
 
+// One tensor-parallel rank's shard steps (cuda/shard_launch.cuh) on its [N, C_r] shard of a
+// vocabulary of kShardWorld · C_r columns: statistics, (JSD: cross sums,) then loss and gradient,
+// with the other ranks' states already in the all-gathered buffer (the collective itself is not
+// timed: bench_distributed.py measures it). Bytes as BM_loss: the shard's student, teacher, gradient.
+constexpr int kShardWorld = 8;
+template <class T, template <class> class LossT> void BM_shard(benchmark::State& state) {
+  using A = fusedkd::acc_t<T>;
+  using L = LossT<A>;
+  using Part = fusedkd::ShardPartial<LossT, A>;
+  using Cross = fusedkd::cross_t<L>;
+  namespace cu = fusedkd::cuda;
+  const int64_t N = state.range(0), C = state.range(1);
+  Batch<T> b(N, C, cu::shard_finish_workspace_size<T>(N), false);
+  Part* parts = nullptr;
+  Cross* cross = nullptr;
+  check(cudaMalloc(&parts, size_t(kShardWorld * N) * sizeof(Part)), "cudaMalloc partials");
+  check(cudaMalloc(&cross, size_t(kShardWorld * N) * sizeof(Cross)), "cudaMalloc cross");
+  const typename L::Params p{};
+  auto inputs = [&](int rank) {
+    return cu::ShardInputs<T, T>{b.logits(), b.labels(), fusedkd::ShardLayout{rank * C, kShardWorld * C}, nullptr};
+  };
+  for (int r = 1; r < kShardWorld; ++r) {  // the other ranks' states (here: the same columns at their offsets)
+    cu::shard_stats<LossT>(p, inputs(r), parts + r * N, b.stream);
+    if constexpr (fusedkd::has_cross_pass<L>::value) cu::shard_cross<LossT>(p, inputs(r), parts, kShardWorld, cross + r * N, b.stream);
+  }
+  b.time(state, [&] {
+    cu::shard_stats<LossT>(p, inputs(0), parts, b.stream);
+    if constexpr (fusedkd::has_cross_pass<L>::value) cu::shard_cross<LossT>(p, inputs(0), parts, kShardWorld, cross, b.stream);
+    cu::shard_finish<LossT>(p, inputs(0), parts, cross, kShardWorld, Reduction::BatchMean, b.outputs(), b.workspace(),
+                            b.stream);
+  });
+  cudaFree(parts);
+  cudaFree(cross);
+  set_counters<T>(state, N, C, 3);
+}
+
 // The roofline of a fused loss with its gradient: g = s + t.
 template <class T> void BM_roofline_add(benchmark::State& state) {
   const int64_t N = state.range(0), C = state.range(1);
@@ -295,6 +332,16 @@ BENCHMARK(BM_topk<float>)->Name("topk_kd_ghost/f32")->Apply(topk_shapes);
 BENCHMARK(BM_topk<bf16>)->Name("topk_kd_ghost/bf16")->Apply(topk_shapes);
 BENCHMARK(BM_roofline_add<float>)->Name("roofline_add/f32")->Apply(all_shapes);
 BENCHMARK(BM_roofline_add<bf16>)->Name("roofline_add/bf16")->Apply(all_shapes);
+// A rank's shard of a vocabulary over kShardWorld ranks: 32000/8, 128256/8, 151936/8 columns.
+void shard_shapes(benchmark::internal::Benchmark* b) {
+  for (int64_t n : {4096, 16384})
+    for (int64_t c : {4000, 16032, 18992}) b->Args({n, c});
+  b->ArgNames({"N", "C_rank"})->UseManualTime()->Unit(benchmark::kMicrosecond);
+}
+BENCHMARK(BM_shard<float, fusedkd::DKD>)->Name("shard_dkd/f32")->Apply(shard_shapes);
+BENCHMARK(BM_shard<bf16, fusedkd::DKD>)->Name("shard_dkd/bf16")->Apply(shard_shapes);
+BENCHMARK(BM_shard<bf16, fusedkd::ForwardKL>)->Name("shard_forward_kl/bf16")->Apply(shard_shapes);
+BENCHMARK(BM_shard<bf16, fusedkd::JSD>)->Name("shard_jsd/bf16")->Apply(shard_shapes);
 BENCHMARK(BM_scale_rows<float>)->Name("scale_rows/f32")->Apply(scale_shapes);
 BENCHMARK(BM_scale_rows<bf16>)->Name("scale_rows/bf16")->Apply(scale_shapes);
 

@@ -9,7 +9,7 @@
 #
 # Steps: 1. build (from source only); 2. the CUDA GoogleTest suite (8 parallel shards) and the
 # raw-pointer example; 3. compute-sanitizer memcheck and racecheck over every loss on Group /
-# Block / Split shapes; 4. pytest tests/python (CUDA tests included) with the extension on
+# Block / Split shapes, and the shard kernels; 4. pytest tests/python (CUDA tests included) with the extension on
 # PYTHONPATH; 5. benchmarks/bench.py and bench_fused_linear.py --device cuda --quick, the C++ CUDA benchmark
 # (bench_cuda_executor, CUDA events) on a subset, and Nsight Compute's speed-of-light / memory
 # sections for KD and the roofline kernel. Every step is time-boxed against an overall budget
@@ -87,6 +87,7 @@ if [ -n "$PREBUILT" ]; then
   EXAMPLE=$PREBUILT/fusedkd_cuda_example
   TEST_BIN=$PREBUILT/test_cuda_executor
   TOPK_BIN=$PREBUILT/test_topk_cuda
+  SHARD_BIN=$PREBUILT/test_shard_cuda
   CUDA_BENCH=$PREBUILT/bench_cuda_executor
   EXT_SO=$PREBUILT/_C.so
   export LD_LIBRARY_PATH=$PREBUILT/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
@@ -109,6 +110,7 @@ else
   fi
   TEST_BIN=$BUILD/tests/cpp/test_cuda_executor
   TOPK_BIN=$BUILD/tests/cpp/test_topk_cuda
+  SHARD_BIN=$BUILD/tests/cpp/test_shard_cuda
   CUDA_BENCH=$BUILD/benchmarks/bench_cuda_executor
   EXT_SO=$(ls "$BUILD"/_C*.so 2>/dev/null | head -1)
 fi
@@ -132,6 +134,9 @@ fi
 if [ -x "$TOPK_BIN" ]; then
   step "test_topk_cuda" 60 "$CTEST_LOG" "$TOPK_BIN" --gtest_brief=1
 fi
+if [ -x "$SHARD_BIN" ]; then
+  step "test_shard_cuda" 60 "$CTEST_LOG" "$SHARD_BIN" --gtest_brief=1
+fi
 if [ -x "$EXAMPLE" ]; then
   step "cuda example 300x5000 + 4x20000" 60 "$CTEST_LOG" bash -c "'$EXAMPLE' 300 5000 all && '$EXAMPLE' 4 20000 all"
 fi
@@ -151,6 +156,10 @@ if [ -x "$SAN" ] && [ -x "$EXAMPLE" ]; then
       step "sanitizer $tool N,C=${shape/ /,}" 120 "$SAN_LOG" "$SAN" --tool "$tool" --error-exitcode 99 "$EXAMPLE" $shape all
     done
   done
+  if [ -x "$SHARD_BIN" ]; then  # the vocabulary-shard kernels (Group and Block shard rows)
+    step "sanitizer memcheck test_shard_cuda" 120 "$SAN_LOG" "$SAN" --tool memcheck --error-exitcode 99 "$SHARD_BIN" \
+      --gtest_brief=1 --gtest_filter='*Float32:*BadLabel*'
+  fi
   if [ -x "$TOPK_BIN" ]; then  # top-k KD's kernel (its shared bitmap and the barrier before K's rewrites)
     for tool in memcheck racecheck; do
       step "sanitizer $tool test_topk_cuda" 240 "$SAN_LOG" "$SAN" --tool "$tool" --error-exitcode 99 "$TOPK_BIN" --gtest_brief=1
