@@ -204,9 +204,10 @@ RankResults run_cuda(const ShardedBatch<TS, TT>& b, Reduction r,
   if (given_parts) {
     EXPECT_EQ(cudaSuccess, cudaMemcpy(parts.p, given_parts->data(), given_parts->size() * sizeof(Part),
                                       cudaMemcpyHostToDevice));
-    if (has_cross_pass<L>::value)
+    if (has_cross_pass<L>::value) {
       EXPECT_EQ(cudaSuccess, cudaMemcpy(cross.p, given_cross->data(), given_cross->size() * sizeof(Cross),
                                         cudaMemcpyHostToDevice));
+    }
   } else {
     for (int k = 0; k < world; ++k) cuda::shard_stats<Loss>(params, in[size_t(k)], parts.p + k * N, nullptr);
     if constexpr (has_cross_pass<L>::value)
@@ -270,7 +271,9 @@ template <template <class> class Loss, class TS, class TT> void check_loss(const
   const RankResults mixed = run_cuda<Loss>(b, c.reduction, &cpu_parts, &cpu_cross);
   for (int k = 0; k < world; ++k) {
 #if defined(FUSEDKD_SIMT)
-    if (c.reduction == Reduction::None) EXPECT_TRUE(same_bits(mixed.loss[size_t(k)], cpu.loss[size_t(k)])) << "rank " << k;
+    if (c.reduction == Reduction::None) {
+      EXPECT_TRUE(same_bits(mixed.loss[size_t(k)], cpu.loss[size_t(k)])) << "rank " << k;
+    }
 #endif
     EXPECT_TRUE(close(mixed.loss[size_t(k)], cpu.loss[size_t(k)], loss_rtol, f64 ? 1e-12 : 1e-5, "cpu partials loss"));
   }
